@@ -59,3 +59,75 @@ class ModelVersion:
             "created_at": self.created_at.isoformat(),
             "aliases": list(self.aliases),
         }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model as `maas models list` shows it.
+
+    Attributes:
+        name: the model's name.
+        latest_version: its highest existing version number.
+        version_count: how many versions exist.
+        aliases: alias -> version number.
+    """
+
+    name: str
+    latest_version: int
+    version_count: int
+    aliases: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document."""
+        return {
+            "name": self.name,
+            "latest_version": self.latest_version,
+            "version_count": self.version_count,
+            "aliases": dict(self.aliases),
+        }
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias: `old_version` None means created, `new_version` None means removed."""
+
+    name: str
+    alias: str
+    old_version: int | None
+    new_version: int | None
+    at: datetime
+    actor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document."""
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the append-only audit trail of registry changes."""
+
+    at: datetime
+    actor: str | None
+    action: str
+    target: str
+    outcome: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document."""
+        return {
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "source": self.source,
+        }

@@ -1,0 +1,537 @@
+"""The Registry: model versions, aliases, lineage and audit in SQL; artifacts on disk by digest.
+
+Writes are crash-safe by ordering: artifact files are written (atomically) first, then every row of
+a change is committed in one transaction together with its audit row. A crash in between leaves at
+most an unreferenced file, never a version without its bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+from maas.errors import Conflict, InvalidInput, MaasError, ModelNotFound, NotFound, Unavailable
+from maas.registry import schema
+from maas.registry.artifacts import ArtifactStore
+from maas.registry.database import create_engine, upgrade
+from maas.registry.exports import read_export
+from maas.registry.onnx_files import check_onnx_file
+from maas.registry.refs import LATEST, check_alias, check_name, describe_versions, normalize_ref
+from maas.registry.versions import AliasEvent, AuditEntry, ModelSummary, ModelVersion
+from maas.signature import Signature
+
+if TYPE_CHECKING:
+    from maas.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 20  # concurrent writers of one model collide rarely; this many tries is plenty
+RETRY_DELAY_S = 0.02  # base of the randomized back-off between tries
+_RETRYABLE = (sa.exc.IntegrityError, sa.exc.OperationalError)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes, PostgreSQL its session zone; everything we store is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Registry:
+    """Versions, lineage, metrics and aliases of models in a database, artifacts in a folder.
+
+    Args:
+        url: SQLAlchemy URL (`sqlite:///PATH` or `postgresql+psycopg://USER@HOST/DB`).
+        artifacts_dir: folder of content-addressed artifact files.
+        source: recorded in the audit trail as where changes come from (`api`, `cli`, `rest`).
+
+    Raises:
+        InvalidInput: the URL is malformed or names an unsupported database.
+        Unavailable: the database cannot be reached or migrated.
+    """
+
+    def __init__(self, url: str, artifacts_dir: Path, *, source: str = "api") -> None:
+        self._engine = create_engine(url)
+        self._artifacts = ArtifactStore(Path(artifacts_dir))
+        self._source = source
+        try:
+            upgrade(self._engine)
+        except sa.exc.OperationalError as err:
+            self._engine.dispose()
+            raise Unavailable(f"cannot open the registry database: {err.orig}") from err
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, source: str = "api") -> Registry:
+        """The registry that `settings` point at (`registry_url`, `artifacts_dir`)."""
+        return cls(settings.registry_url, settings.artifacts_dir, source=source)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- registering ------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        artifact: bytes,
+        *,
+        signature: Signature,
+        labels: Sequence[str] = (),
+        metrics: Mapping[str, float] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Store `artifact` (and extra `files`) as the next version of model `name`.
+
+        Raises:
+            InvalidInput: the name, a file name or the artifact is unusable.
+        """
+        check_name(name)
+        if not artifact:
+            raise InvalidInput(f"refusing to register an empty artifact as {name!r}")
+        extra = dict(files or {})
+        for filename in extra:
+            if not filename or "/" in filename or "\\" in filename:
+                raise InvalidInput(f"invalid file name {filename!r}: use a plain file name")
+        facts = {
+            "size_bytes": len(artifact),
+            "signature": signature.to_dict(),
+            "labels": [str(label) for label in labels],
+            "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
+            "lineage": dict(lineage or {}),
+        }
+        with self._artifacts.lock(exclusive=False):
+            facts["digest"] = self._artifacts.write(artifact)
+            facts["files"] = {f: self._artifacts.write(data) for f, data in extra.items()}
+            version = self._transact(lambda conn: self._insert_version(conn, name, facts, actor))
+        log.info("version.registered", extra={"model": name, "version": version})
+        return self.get(name, version)
+
+    def register_export(
+        self, export_dir: Path, name: str | None = None, actor: str | None = None
+    ) -> ModelVersion:
+        """Register an export folder (model.onnx + manifest.json + listed files).
+
+        Args:
+            export_dir: the folder training wrote.
+            name: registers under this name instead of the manifest's.
+            actor: who asked, for the audit trail.
+        """
+        bundle = read_export(Path(export_dir))
+        return self.register(
+            name or bundle.name,
+            bundle.artifact,
+            signature=bundle.signature,
+            labels=bundle.labels,
+            metrics=bundle.metrics,
+            lineage=bundle.lineage,
+            files=bundle.files,
+            actor=actor,
+        )
+
+    def register_onnx_file(
+        self, path: Path, name: str, labels: Sequence[str] = (), actor: str | None = None
+    ) -> ModelVersion:
+        """Register a user's own ONNX file after loading and running it in onnxruntime.
+
+        Raises:
+            ValidationFailed: onnxruntime cannot load or run the file.
+        """
+        check_name(name)
+        checked = check_onnx_file(Path(path))
+        return self.register(
+            name,
+            checked.artifact,
+            signature=checked.signature,
+            labels=labels,
+            lineage={"source": "onnx_file", "file": Path(path).name},
+            actor=actor,
+        )
+
+    def _insert_version(
+        self, conn: sa.Connection, name: str, facts: dict[str, Any], actor: str | None
+    ) -> int:
+        model_id = self._model_id(conn, name, create=True)
+        version: int = conn.execute(
+            sa.update(schema.models)
+            .where(schema.models.c.id == model_id)
+            .values(last_version=schema.models.c.last_version + 1)
+            .returning(schema.models.c.last_version)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(schema.versions).values(
+                model_id=model_id, version=version, created_at=_utcnow(), **facts
+            )
+        )
+        self._audit(conn, actor, "register", f"{name}@{version}", "ok")
+        return version
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, name: str, ref: str | int = LATEST) -> ModelVersion:
+        """The version of `name` that `ref` (number, alias or "latest") names.
+
+        Raises:
+            ModelNotFound: no such model, version or alias (the message lists what exists).
+        """
+        check_name(name)
+        wanted = normalize_ref(ref)
+        with self._engine.begin() as conn:
+            model_id = self._require_model(conn, name)
+            number = self._resolve(conn, model_id, name, wanted)
+            row = conn.execute(
+                sa.select(schema.versions).where(
+                    schema.versions.c.model_id == model_id, schema.versions.c.version == number
+                )
+            ).one_or_none()
+            if row is None:
+                existing = self._version_numbers(conn, model_id)
+                raise ModelNotFound(
+                    f'model "{name}" has no version {number}; '
+                    f"versions: {describe_versions(existing)}"
+                )
+            by_version = self._aliases_by_version(conn, model_id)
+        return _to_model_version(name, row, by_version.get(number, ()))
+
+    def list_models(self) -> list[ModelSummary]:
+        """Every model that has at least one version, by name."""
+        v = schema.versions
+        query = (
+            sa.select(
+                schema.models.c.id,
+                schema.models.c.name,
+                sa.func.max(v.c.version),
+                sa.func.count(v.c.id),
+            )
+            .join(v, v.c.model_id == schema.models.c.id)
+            .group_by(schema.models.c.id, schema.models.c.name)
+            .order_by(schema.models.c.name)
+        )
+        with self._engine.begin() as conn:
+            rows = conn.execute(query).all()
+            alias_rows = conn.execute(sa.select(schema.aliases)).all()
+        aliases: dict[int, dict[str, int]] = {}
+        for row in alias_rows:
+            aliases.setdefault(row.model_id, {})[row.alias] = row.version
+        return [
+            ModelSummary(name, int(latest), int(count), dict(sorted(aliases.get(mid, {}).items())))
+            for mid, name, latest, count in rows
+        ]
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of `name`, oldest first.
+
+        Raises:
+            ModelNotFound: no model has that name.
+        """
+        check_name(name)
+        with self._engine.begin() as conn:
+            model_id = self._require_model(conn, name)
+            rows = conn.execute(
+                sa.select(schema.versions)
+                .where(schema.versions.c.model_id == model_id)
+                .order_by(schema.versions.c.version)
+            ).all()
+            by_version = self._aliases_by_version(conn, model_id)
+        return [_to_model_version(name, r, by_version.get(r.version, ())) for r in rows]
+
+    def read_artifact(self, mv: ModelVersion) -> bytes:
+        """The version's ONNX bytes, verified against its digest.
+
+        Raises:
+            IntegrityError: the file is missing or does not match the recorded digest.
+        """
+        return self._artifacts.read(mv.digest, owner=f"{mv.ref} (model.onnx)")
+
+    def read_file(self, mv: ModelVersion, filename: str) -> bytes:
+        """One of the version's extra files, verified against its digest.
+
+        Raises:
+            NotFound: the version has no file of that name.
+            IntegrityError: the file is missing or does not match the recorded digest.
+        """
+        digest = mv.files.get(filename)
+        if digest is None:
+            have = ", ".join(sorted(mv.files)) or "none"
+            raise NotFound(f'{mv.ref} has no file "{filename}"; files: {have}')
+        return self._artifacts.read(digest, owner=f"{mv.ref} ({filename})")
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Every move of the model's aliases (or of one alias), oldest first."""
+        check_name(name)
+        e = schema.alias_events
+        with self._engine.begin() as conn:
+            model_id = self._require_model(conn, name)
+            query = sa.select(e).where(e.c.model_id == model_id).order_by(e.c.id)
+            if alias is not None:
+                query = query.where(e.c.alias == alias)
+            rows = conn.execute(query).all()
+        return [
+            AliasEvent(name, r.alias, r.old_version, r.new_version, _as_utc(r.at), r.actor)
+            for r in rows
+        ]
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest `limit` audit rows, oldest first."""
+        a = schema.audit
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(limit)).all()
+        return [
+            AuditEntry(_as_utc(r.at), r.actor, r.action, r.target, r.outcome, r.source)
+            for r in reversed(rows)
+        ]
+
+    # -- aliases and deletion ---------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, actor: str | None = None) -> None:
+        """Point `alias` of model `name` at `version` (creating or moving it).
+
+        Raises:
+            ModelNotFound: no such model or version.
+        """
+        check_name(name)
+        check_alias(alias)
+        target = f"{name}@{alias}"
+        self._audited(
+            actor, "set_alias", target, lambda c: self._move_alias(c, name, alias, version, actor)
+        )
+        log.info("alias.set", extra={"model": name, "alias": alias, "version": version})
+
+    def _move_alias(
+        self, conn: sa.Connection, name: str, alias: str, version: int, actor: str | None
+    ) -> None:
+        model_id = self._require_model(conn, name)
+        self._require_version(conn, model_id, name, version)
+        a = schema.aliases
+        where = (a.c.model_id == model_id) & (a.c.alias == alias)
+        old = conn.execute(sa.select(a.c.version).where(where).with_for_update()).scalar()
+        if old == version:
+            return
+        if old is None:
+            conn.execute(sa.insert(a).values(model_id=model_id, alias=alias, version=version))
+        else:
+            conn.execute(sa.update(a).where(where).values(version=version))
+        self._alias_event(conn, model_id, alias, old, version, actor)
+
+    def delete_version(
+        self, name: str, version: int, force: bool = False, actor: str | None = None
+    ) -> None:
+        """Delete one version; its files go too unless another version shares them.
+
+        Raises:
+            ModelNotFound: no such model or version.
+            Conflict: an alias points at the version and `force` is false.
+        """
+        check_name(name)
+        target = f"{name}@{version}"
+        with self._artifacts.lock(exclusive=True):
+            digests = self._audited(
+                actor,
+                "delete_version",
+                target,
+                lambda c: self._drop(c, name, version, force, actor),
+            )
+            with self._engine.begin() as conn:
+                still_used = self._used_digests(conn)
+            for digest in digests - still_used:
+                self._artifacts.delete(digest)
+        log.info("version.deleted", extra={"model": name, "version": version})
+
+    def _drop(
+        self, conn: sa.Connection, name: str, version: int, force: bool, actor: str | None
+    ) -> set[str]:
+        model_id = self._require_model(conn, name)
+        row = self._require_version(conn, model_id, name, version)
+        a = schema.aliases
+        pointing = sorted(
+            conn.execute(
+                sa.select(a.c.alias).where(a.c.model_id == model_id, a.c.version == version)
+            ).scalars()
+        )
+        if pointing and not force:
+            raise Conflict(
+                f"{name}@{version} is the target of alias(es) {', '.join(pointing)}; "
+                "move them first or delete with --force"
+            )
+        for alias in pointing:
+            conn.execute(sa.delete(a).where(a.c.model_id == model_id, a.c.alias == alias))
+            self._alias_event(conn, model_id, alias, version, None, actor)
+        conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == row.id))
+        return {row.digest, *row.files.values()}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _transact(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run `work` in one transaction, retrying when a concurrent writer got in the way."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self._engine.begin() as conn:
+                    return work(conn)
+            except _RETRYABLE as err:
+                if attempt == MAX_ATTEMPTS:
+                    kind = Conflict if isinstance(err, sa.exc.IntegrityError) else Unavailable
+                    raise kind(f"registry write failed after {attempt} tries: {err.orig}") from err
+                log.debug("registry.retry", extra={"attempt": attempt, "error": str(err.orig)})
+                time.sleep(random.uniform(0, RETRY_DELAY_S * attempt))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _audited(
+        self, actor: str | None, action: str, target: str, work: Callable[[sa.Connection], T]
+    ) -> T:
+        """Run `work` and its audit row in one transaction; a refusal is audited on its own."""
+
+        def with_audit(conn: sa.Connection) -> T:
+            result = work(conn)
+            self._audit(conn, actor, action, target, "ok")
+            return result
+
+        try:
+            return self._transact(with_audit)
+        except MaasError as err:
+            with self._engine.begin() as conn:
+                self._audit(conn, actor, action, target, err.code.value)
+            raise
+
+    def _audit(
+        self, conn: sa.Connection, actor: str | None, action: str, target: str, outcome: str
+    ) -> None:
+        conn.execute(
+            sa.insert(schema.audit).values(
+                at=_utcnow(),
+                actor=actor,
+                action=action,
+                target=target,
+                outcome=outcome,
+                source=self._source,
+            )
+        )
+
+    def _alias_event(
+        self,
+        conn: sa.Connection,
+        model_id: int,
+        alias: str,
+        old: int | None,
+        new: int | None,
+        actor: str | None,
+    ) -> None:
+        conn.execute(
+            sa.insert(schema.alias_events).values(
+                model_id=model_id,
+                alias=alias,
+                old_version=old,
+                new_version=new,
+                at=_utcnow(),
+                actor=actor,
+            )
+        )
+
+    def _model_id(self, conn: sa.Connection, name: str, *, create: bool) -> int | None:
+        m = schema.models
+        found: int | None = conn.execute(sa.select(m.c.id).where(m.c.name == name)).scalar()
+        if found is not None or not create:
+            return found
+        new_id: int = conn.execute(
+            sa.insert(m).values(name=name, last_version=0, created_at=_utcnow()).returning(m.c.id)
+        ).scalar_one()
+        return new_id
+
+    def _require_model(self, conn: sa.Connection, name: str) -> int:
+        model_id = self._model_id(conn, name, create=False)
+        if model_id is None:
+            names = conn.execute(sa.select(schema.models.c.name).order_by(schema.models.c.name))
+            known = ", ".join(names.scalars()) or "none"
+            raise ModelNotFound(f'no model named "{name}"; models: {known}')
+        return model_id
+
+    def _require_version(self, conn: sa.Connection, model_id: int, name: str, version: int) -> Any:
+        v = schema.versions
+        row = conn.execute(
+            sa.select(v).where(v.c.model_id == model_id, v.c.version == version)
+        ).one_or_none()
+        if row is None:
+            existing = self._version_numbers(conn, model_id)
+            raise ModelNotFound(
+                f'model "{name}" has no version {version}; versions: {describe_versions(existing)}'
+            )
+        return row
+
+    def _resolve(self, conn: sa.Connection, model_id: int, name: str, ref: str | int) -> int:
+        if isinstance(ref, int):
+            return ref
+        if ref == LATEST:
+            v = schema.versions
+            latest = conn.execute(
+                sa.select(sa.func.max(v.c.version)).where(v.c.model_id == model_id)
+            ).scalar()
+            if latest is None:
+                raise ModelNotFound(f'model "{name}" has no versions left')
+            return int(latest)
+        a = schema.aliases
+        number = conn.execute(
+            sa.select(a.c.version).where(a.c.model_id == model_id, a.c.alias == ref)
+        ).scalar()
+        if number is None:
+            have = sorted(self._aliases_of(conn, model_id))
+            raise ModelNotFound(
+                f'model "{name}" has no alias "{ref}"; aliases: {", ".join(have) or "none"}'
+            )
+        return int(number)
+
+    def _version_numbers(self, conn: sa.Connection, model_id: int) -> list[int]:
+        v = schema.versions
+        return list(conn.execute(sa.select(v.c.version).where(v.c.model_id == model_id)).scalars())
+
+    def _aliases_of(self, conn: sa.Connection, model_id: int) -> dict[str, int]:
+        a = schema.aliases
+        rows = conn.execute(sa.select(a.c.alias, a.c.version).where(a.c.model_id == model_id))
+        return {str(alias): int(version) for alias, version in rows}
+
+    def _aliases_by_version(self, conn: sa.Connection, model_id: int) -> dict[int, tuple[str, ...]]:
+        grouped: dict[int, list[str]] = {}
+        for alias, version in sorted(self._aliases_of(conn, model_id).items()):
+            grouped.setdefault(version, []).append(alias)
+        return {version: tuple(names) for version, names in grouped.items()}
+
+    def _used_digests(self, conn: sa.Connection) -> set[str]:
+        v = schema.versions
+        used: set[str] = set()
+        for digest, files in conn.execute(sa.select(v.c.digest, v.c.files)):
+            used.add(digest)
+            used.update(files.values())
+        return used
+
+
+def _to_model_version(name: str, row: Any, aliases: Sequence[str]) -> ModelVersion:
+    return ModelVersion(
+        name=name,
+        version=row.version,
+        digest=row.digest,
+        size_bytes=row.size_bytes,
+        signature=Signature.from_dict(row.signature),
+        labels=tuple(row.labels),
+        metrics={str(k): float(val) for k, val in row.metrics.items()},
+        lineage=dict(row.lineage),
+        files=dict(row.files),
+        created_at=_as_utc(row.created_at),
+        aliases=tuple(aliases),
+    )
