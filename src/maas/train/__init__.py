@@ -1,0 +1,1 @@
+"""Training: specs, datasets, models, the loop and checkpoints."""
