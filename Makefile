@@ -27,8 +27,11 @@ lint: $(STAMP)
 	$(BIN)/mypy src/maas
 	$(BIN)/lint-imports
 
+# The messages are built in a private descriptor pool (the sed line): tritonclient registers the
+# same `inference.*` names in the default pool, and both must load in one process.
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src src/maas/protocol/proto/grpc_service.proto
+	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' src/maas/protocol/proto/grpc_service_pb2.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -1,0 +1,1 @@
+"""The gRPC front end: `inference.GRPCInferenceService` over one `DataPlane` (see server.py)."""

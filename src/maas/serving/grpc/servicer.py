@@ -1,0 +1,167 @@
+"""`inference.GRPCInferenceService`: thin handlers that decode, call the data plane and encode."""
+
+# ruff: noqa: N802  # method names are the RPC names of the protocol
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+import grpc
+from maas.errors import MaasError
+from maas.protocol.proto import grpc_service_pb2 as pb
+from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+from maas.serving.grpc.codec import decode_infer_request, encode_infer_response
+from maas.serving.grpc.documents import (
+    encode_model_config,
+    encode_model_metadata,
+    encode_model_statistics,
+    encode_server_metadata,
+)
+from maas.serving.grpc.status import grpc_status
+
+if TYPE_CHECKING:
+    from maas.serving.dataplane import DataPlane
+
+log = logging.getLogger(__name__)
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Answers the Open Inference Protocol v2 RPCs (and Triton's config and statistics) from one
+    `DataPlane`. A `MaasError` becomes the status its code maps to; anything else is a bug, logged
+    with a request id that the client also gets."""
+
+    def __init__(self, data_plane: DataPlane) -> None:
+        self._data_plane = data_plane
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        try:
+            return pb.ServerLiveResponse(live=await self._data_plane.live())
+        except Exception as err:
+            await abort(context, err)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        try:
+            return pb.ServerReadyResponse(ready=await self._data_plane.ready())
+        except Exception as err:
+            await abort(context, err)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        try:
+            ready = await self._data_plane.model_ready(request.name, request.version or None)
+            return pb.ModelReadyResponse(ready=ready)
+        except Exception as err:
+            await abort(context, err)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        try:
+            return encode_server_metadata(self._data_plane.server_metadata())
+        except Exception as err:
+            await abort(context, err)
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        try:
+            meta = self._data_plane.model_metadata(request.name, request.version or None)
+            return encode_model_metadata(meta)
+        except Exception as err:
+            await abort(context, err)
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        try:
+            return await self._infer(request)
+        except Exception as err:
+            await abort(context, err)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Answers each request of the stream in order; a failed request gets `error_message`
+        and the stream goes on."""
+        async for request in request_iterator:
+            try:
+                response = await self._infer(request)
+            except MaasError as err:
+                yield pb.ModelStreamInferResponse(error_message=str(err))
+                continue
+            except Exception as err:
+                yield pb.ModelStreamInferResponse(error_message=_log_bug(err))
+                continue
+            yield pb.ModelStreamInferResponse(infer_response=response)
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
+        try:
+            config = self._data_plane.model_config(request.name, request.version or None)
+            return encode_model_config(config)
+        except Exception as err:
+            await abort(context, err)
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            stats = self._data_plane.model_statistics(request.name or None, request.version or None)
+            return encode_model_statistics(stats)
+        except Exception as err:
+            await abort(context, err)
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        await _unimplemented(context, "RepositoryIndex")
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        await _unimplemented(context, "RepositoryModelLoad")
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await _unimplemented(context, "RepositoryModelUnload")
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        infer_request = decode_infer_request(request)
+        response = await self._data_plane.infer(infer_request, protocol="grpc")
+        return encode_infer_response(response, raw=len(request.raw_input_contents) > 0)
+
+
+async def abort(context: Context, err: Exception) -> NoReturn:
+    """End the call with the status for `err`: its code's status and message for a `MaasError`,
+    INTERNAL with a request id (and the traceback in the log) for anything else."""
+    if isinstance(err, MaasError):
+        await context.abort(grpc_status(err.code), str(err))
+    await context.abort(grpc.StatusCode.INTERNAL, _log_bug(err))
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def _log_bug(err: Exception) -> str:
+    request_id = uuid.uuid4().hex
+    log.error("grpc.request_failed", exc_info=err, extra={"request_id": request_id})
+    return f"internal error (request id {request_id})"
+
+
+async def _unimplemented(context: Context, method: str) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"{method} is not supported: maas serves the models of its registry; register a version "
+        "or move an alias instead",
+    )
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
