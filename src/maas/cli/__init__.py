@@ -14,13 +14,13 @@ import click
 
 from maas.errors import ErrorCode, MaasError
 
-# command name -> (module, attribute). Each module holds one command or command group.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("maas.cli.train", "train"),
-    "register": ("maas.cli.registry", "register"),
-    "models": ("maas.cli.registry", "models"),
-    "alias": ("maas.cli.registry", "alias"),
-    "serve": ("maas.cli.serve", "serve"),
+# command name -> (module, attribute, one-line help). Each module holds one command or group.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("maas.cli.train", "train", "Train, export, validate and register a model from a spec."),
+    "register": ("maas.cli.registry", "register", "Register an export folder or your own ONNX file."),
+    "models": ("maas.cli.registry", "models", "List, show, download and delete model versions."),
+    "alias": ("maas.cli.registry", "alias", "Point an alias (e.g. production) at a version."),
+    "serve": ("maas.cli.serve", "serve", "Serve models over REST and gRPC (Open Inference Protocol v2)."),
 }
 
 # Client mistakes exit 2 (like a usage error); everything else that we can explain exits 1.
@@ -46,6 +46,12 @@ class LazyGroup(click.Group):
         module = importlib.import_module(target[0])
         command: click.Command = getattr(module, target[1])
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing uses the static one-liners, so `maas --help` imports no command module.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

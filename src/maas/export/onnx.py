@@ -40,6 +40,9 @@ def export_onnx(module: nn.Module, sample: torch.Tensor, opset: int = 18) -> tup
     """
     module.eval()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    exporter_log = logging.getLogger("torch.onnx")
+    previous_level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about optional torchvision ops at every export
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
         try:
@@ -55,6 +58,8 @@ def export_onnx(module: nn.Module, sample: torch.Tensor, opset: int = 18) -> tup
             )
         except Exception as err:  # the exporter raises many kinds; name it and stop here
             raise ValidationFailed(f"ONNX export failed: {type(err).__name__}: {err}") from err
+        finally:
+            exporter_log.setLevel(previous_level)
     if program is None:
         raise ValidationFailed("ONNX export produced no program")
     model = program.model_proto

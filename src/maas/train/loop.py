@@ -158,9 +158,10 @@ class _Loop:
             loss.backward()  # type: ignore[no-untyped-call]  # torch stubs
             self.optimizer.step()
             batch_correct = int((logits.argmax(-1) == y).sum())
-            loss_sum += float(loss) * len(index)
+            loss_value = float(loss.detach())
+            loss_sum += loss_value * len(index)
             correct += batch_correct
-            self.observer.on_step(float(loss), batch_correct / len(index))
+            self.observer.on_step(loss_value, batch_correct / len(index))
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler.step()
         val_loss, val_accuracy = evaluate(self.model, self.val_x, self.val_y)
