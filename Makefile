@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/python -m maas.quickstart
+	$(BIN)/maas train examples/digits-cnn.yaml
+	$(BIN)/maas models show digits-cnn@latest
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
