@@ -198,7 +198,7 @@ def test_corrupt_artifact_raises_integrity_error(
     store.path(mv.files["spec.yaml"]).write_bytes(b"a: 2")
     with pytest.raises(IntegrityError, match=r"iris@1 \(spec\.yaml\)"):
         registry.read_file(mv, "spec.yaml")
-    with pytest.raises(NotFound, match='no file "weights"; files: spec.yaml'):
+    with pytest.raises(NotFound, match=r'no file "weights"; files: spec\.yaml'):
         registry.read_file(mv, "weights")
 
 
