@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,8 +21,83 @@ class RegistrySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MAAS_REGISTRY_", extra="forbid")
 
-    url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under MAAS_HOME if unset")
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under MAAS_HOME if unset"
+    )
     artifacts_dir: Path | None = Field(default=None, description="defaults to MAAS_HOME/artifacts")
+
+
+class ServeSettings(BaseSettings):
+    """How `maas serve` listens and the default batching policy of every served model.
+
+    Per-model policies and the model list can also come from a serve file (`config`, YAML, see
+    `ServeFile`); a field set by a flag or `MAAS_SERVE_*` variable wins over the file.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MAAS_SERVE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    config: Path | None = Field(default=None, description="serve file (YAML): models, policies")
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_queue_delay_us: int = Field(default=200, ge=0, le=1_000_000)
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    instances: int = Field(default=1, ge=1, le=256)
+    intra_op_threads: int = Field(default=1, ge=1, le=256)
+    max_queue_size: int = Field(default=1024, ge=1)
+
+
+class ModelServeConfig(BaseModel):
+    """One model's entry in a serve file: which version to serve and its batching policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str | None = Field(default=None, description="version, alias or latest")
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_queue_delay_us: int | None = Field(default=None, ge=0, le=1_000_000)
+    preferred_batch_sizes: list[int] | None = None
+    instances: int | None = Field(default=None, ge=1, le=256)
+    intra_op_threads: int | None = Field(default=None, ge=1, le=256)
+    max_queue_size: int | None = Field(default=None, ge=1)
+
+
+class ServeFile(BaseModel):
+    """A serve file (`maas serve --config serve.yaml`): limits and models to serve.
+
+    Example::
+
+        max_request_bytes: 8388608
+        defaults: {max_batch_size: 16}
+        models:
+          digits: {ref: production, max_batch_size: 64, instances: 2}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_request_bytes: int | None = Field(default=None, ge=1024)
+    request_timeout_s: float | None = Field(default=None, gt=0)
+    defaults: ModelServeConfig = Field(default_factory=ModelServeConfig)
+    models: dict[str, ModelServeConfig] = Field(default_factory=dict)
+
+
+def load_serve_file(path: Path) -> ServeFile:
+    """Read and validate a serve file; errors name the file and the bad key."""
+    import yaml
+    from pydantic import ValidationError
+
+    from maas.errors import InvalidInput
+
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidInput(f"cannot read serve file {path}: {err}") from err
+    try:
+        return ServeFile.model_validate(doc)
+    except ValidationError as err:
+        raise InvalidInput(f"serve file {path} is invalid: {err}") from err
 
 
 class Settings(BaseSettings):
@@ -34,6 +109,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: str = "text"
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @property
     def registry_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Dynamic batching: single requests merged into batches for one model version's runners."""

@@ -1,0 +1,76 @@
+"""`maas serve`: serve registered models over REST and gRPC (Open Inference Protocol v2)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from maas.serving.server import Server
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--http-port", type=int, default=None, help="REST port, 0 for a free one [8000].")
+@click.option("--grpc-port", type=int, default=None, help="gRPC port, 0 for a free one [8001].")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME[@REF]",
+    help="Serve this model (repeatable); REF is a version, an alias or latest. "
+    "Default: every registered model, at its production alias, else its latest version.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve file (YAML): models to serve, per-model batching policy, request limits.",
+)
+def serve(
+    host: str | None,
+    http_port: int | None,
+    grpc_port: int | None,
+    models: tuple[str, ...],
+    config_path: Path | None,
+) -> None:
+    """Serve registered models over REST and gRPC until SIGINT or SIGTERM.
+
+    \b
+    Examples:
+      maas serve                                   every model, ports 8000 (REST) and 8001 (gRPC)
+      maas serve --model digits@production --http-port 0 --grpc-port 0
+      maas serve --config serve.yaml
+    """
+    from maas.config import ServeSettings, load_settings
+    from maas.logs import configure_logging
+    from maas.serving.server import serve_until_signalled
+
+    flags = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "config": config_path}
+    serve_settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]  # validated by pydantic
+    settings = load_settings(serve=serve_settings)
+    configure_logging(settings.log_level, settings.log_format)
+    run_async(serve_until_signalled(settings, list(models) or None, on_started=_announce))
+
+
+def _announce(server: Server) -> None:
+    host = server.host
+    grpc = f" and {host}:{server.grpc_port} (gRPC)" if server.grpc_port is not None else ""
+    click.echo(f"maas serving on http://{host}:{server.http_port} (REST){grpc}")
+
+
+def run_async(main: Any) -> None:
+    """Run a coroutine to completion, on uvloop when it is installed."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)

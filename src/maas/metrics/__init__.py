@@ -1,0 +1,1 @@
+"""Prometheus metrics and Triton-style statistics, built per server."""

@@ -1,0 +1,139 @@
+"""Prometheus metrics of one server, built on an injected `CollectorRegistry`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from maas.batching.batcher import BatchTiming
+from maas.metrics.statistics import ModelStatistics
+
+# Latency buckets from 50 µs (one small batch) to 10 s (a stuck request).
+LATENCY_BUCKETS_S = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(13))  # 1 .. 4096, the batch limit
+UNKNOWN_MODEL = "_unknown"  # label for requests naming no loaded model (keeps labels bounded)
+
+
+class ServingMetrics:
+    """The metric families of one server.
+
+    Args:
+        registry: where the families are registered; tests pass a fresh one.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests_total = Counter(
+            "maas_requests_total",
+            "Inference requests answered, by model, version, protocol and status code.",
+            ["model", "version", "protocol", "code"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "maas_request_duration_seconds",
+            "Time from a decoded request to its answer in the data plane.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.queue_duration = Histogram(
+            "maas_queue_duration_seconds",
+            "Time a request waited in its batcher queue.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.compute_duration = Histogram(
+            "maas_compute_duration_seconds",
+            "Time one batch spent in the model.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "maas_batch_size",
+            "Rows in each batch run by the model.",
+            ["model", "version"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "maas_queue_depth",
+            "Requests waiting in a batcher queue.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.models_loaded = Gauge(
+            "maas_models_loaded", "Model versions loaded and serving.", registry=registry
+        )
+
+    def for_version(
+        self, model: str, version: str, queue_depth: Callable[[], float] | None = None
+    ) -> VersionMetrics:
+        """The metric children and statistics of one loaded version."""
+        if queue_depth is not None:
+            self.queue_depth.labels(model, version).set_function(queue_depth)
+        return VersionMetrics(self, model, version)
+
+    def count_request(self, model: str, version: str, protocol: str, code: str) -> None:
+        """Count a request that never reached a loaded version (unknown model, bad body)."""
+        self.requests_total.labels(model, version, protocol, code).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type, for `GET /metrics`."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class VersionMetrics:
+    """Metrics of one loaded version: a `BatchObserver` for its batcher and per-request counts."""
+
+    def __init__(self, metrics: ServingMetrics, model: str, version: str) -> None:
+        self._metrics = metrics
+        self._model = model
+        self._version = version
+        self.statistics = ModelStatistics(model, version)
+        self._request_duration = metrics.request_duration.labels(model, version)
+        self._queue_duration = metrics.queue_duration.labels(model, version)
+        self._compute_duration = metrics.compute_duration.labels(model, version)
+        self._batch_size = metrics.batch_size.labels(model, version)
+        self._counters: dict[tuple[str, str], Counter] = {}
+
+    def on_batch(self, timing: BatchTiming) -> None:
+        """Record one batch (called on a worker thread)."""
+        self._batch_size.observe(timing.size)
+        self._compute_duration.observe((timing.input_ns + timing.infer_ns + timing.output_ns) / 1e9)
+        for queue_ns in timing.queue_ns:
+            self._queue_duration.observe(queue_ns / 1e9)
+        self.statistics.on_batch(timing)
+
+    def on_request(self, protocol: str, code: str, duration_ns: int) -> None:
+        """Record one answered request; `code` is the transport-neutral outcome ("ok", ...)."""
+        counter = self._counters.get((protocol, code))
+        if counter is None:
+            counter = self._metrics.requests_total.labels(
+                self._model, self._version, protocol, code
+            )
+            self._counters[(protocol, code)] = counter
+        counter.inc()
+        self._request_duration.observe(duration_ns / 1e9)
+        self.statistics.on_request(code == "ok", duration_ns)

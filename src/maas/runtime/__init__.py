@@ -1,0 +1,1 @@
+"""One loaded ONNX model on onnxruntime."""

@@ -1,0 +1,253 @@
+"""`DataPlane`: health, metadata, inference, configuration and statistics for every transport.
+
+REST and gRPC decode their wire formats into `maas.protocol.types` and call this class; it
+validates each request against the model's signature before queueing it, runs it through the
+version's batcher and builds the response (requested outputs, classification strings).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+import maas
+from maas.errors import InvalidInput, MaasError, ModelNotFound
+from maas.metrics.prometheus import UNKNOWN_MODEL, ServingMetrics
+from maas.protocol.types import (
+    InferRequest,
+    InferResponse,
+    InferTensor,
+    ModelMetadata,
+    RequestedOutput,
+    ServerMetadata,
+)
+from maas.serving.options import ServingConfig
+from maas.serving.repository import LoadedVersion, ModelRepository
+from maas.serving.validation import check_inputs, check_outputs
+from maas.signature import NUMPY_TO_V2
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "maas"
+PLATFORM = "onnxruntime_onnx"  # Triton's name for ONNX models, which its clients expect
+EXTENSIONS = (
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "statistics",
+)
+TIMEOUT_PARAMETER = "timeout"  # request parameter, microseconds, as Triton's clients send it
+
+
+class DataPlane:
+    """The protocol-agnostic core of a server.
+
+    Args:
+        repository: the loaded versions.
+        metrics: the server's metric families.
+        config: limits and policies.
+    """
+
+    def __init__(
+        self, repository: ModelRepository, metrics: ServingMetrics, config: ServingConfig
+    ) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.config = config
+        self._is_closed = False
+        metrics.models_loaded.set(len(repository))
+
+    # -- health and metadata -------------------------------------------------------------
+
+    async def live(self) -> bool:
+        """The process answers."""
+        return True
+
+    async def ready(self) -> bool:
+        """Every configured version is loaded and the server is not stopping."""
+        return not self._is_closed
+
+    async def model_ready(self, name: str, version: str | None) -> bool:
+        """The version (or the model's default) is loaded and answering."""
+        if self._is_closed:
+            return False
+        try:
+            self.repository.resolve(name, version)
+        except ModelNotFound:
+            return False
+        return True
+
+    def server_metadata(self) -> ServerMetadata:
+        """Name, version and the protocol extensions this server speaks."""
+        return ServerMetadata(SERVER_NAME, maas.__version__, EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        """Signature and lineage of a version (the model's default when `version` is None)."""
+        loaded = self.repository.resolve(name, version)
+        mv = loaded.model
+        versions = (loaded.version,) if version else self.repository.version_names(name)
+        parameters: dict[str, Any] = {
+            "registry_version": mv.version,
+            "digest": mv.digest,
+            "size_bytes": mv.size_bytes,
+            "created_at": mv.created_at.isoformat(),
+            "aliases": list(mv.aliases),
+            "labels": list(mv.labels),
+            "metrics": dict(mv.metrics),
+            "lineage": dict(mv.lineage),
+        }
+        return ModelMetadata(
+            name=mv.name,
+            versions=versions,
+            platform=PLATFORM,
+            inputs=mv.signature.inputs,
+            outputs=mv.signature.outputs,
+            parameters=parameters,
+        )
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """The version's configuration in Triton's model-config JSON form."""
+        loaded = self.repository.resolve(name, version)
+        policy = loaded.policy
+        batchable = loaded.is_batchable
+
+        def tensors(specs: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": spec.name,
+                    "data_type": triton_type(spec.datatype),
+                    "dims": list(spec.shape[1:] if batchable else spec.shape),
+                }
+                for spec in specs
+            ]
+
+        return {
+            "name": loaded.name,
+            "version": loaded.version,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": policy.max_batch_size if batchable else 0,
+            "input": tensors(loaded.model.signature.inputs),
+            "output": tensors(loaded.model.signature.outputs),
+            "dynamic_batching": {
+                "preferred_batch_size": list(policy.preferred_batch_sizes),
+                "max_queue_delay_microseconds": policy.max_queue_delay_us,
+                "default_queue_policy": {"max_queue_size": policy.max_queue_size},
+            },
+            "instance_group": [{"count": policy.instances, "kind": "KIND_CPU"}],
+        }
+
+    def model_statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton statistics of one version, all versions of a model, or every loaded version."""
+        if name is None:
+            chosen = list(self.repository)
+        elif version:
+            chosen = [self.repository.resolve(name, version)]
+        else:
+            chosen = [self.repository.resolve(name, v) for v in self.repository.version_names(name)]
+        return {"model_stats": [loaded.metrics.statistics.to_dict() for loaded in chosen]}
+
+    # -- inference -----------------------------------------------------------------------
+
+    async def infer(self, request: InferRequest, *, protocol: str) -> InferResponse:
+        """Validate, queue and run one request.
+
+        Args:
+            request: decoded by the transport.
+            protocol: "rest" or "grpc", a metrics label.
+
+        Raises:
+            ModelNotFound: unknown model or version.
+            InvalidInput: the request does not fit the model (nothing was queued).
+            Unavailable: the version's queue is full.
+            MaasError: the model failed or the deadline passed.
+        """
+        start_ns = time.perf_counter_ns()
+        try:
+            loaded = self.repository.resolve(request.model_name, request.model_version)
+        except ModelNotFound as err:
+            self.metrics.count_request(UNKNOWN_MODEL, "", protocol, err.code.value)
+            raise
+        code = "internal"
+        try:
+            response = await self._infer(loaded, request)
+            code = "ok"
+            return response
+        except MaasError as err:
+            code = err.code.value
+            raise
+        finally:
+            loaded.metrics.on_request(protocol, code, time.perf_counter_ns() - start_ns)
+
+    async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
+        signature = loaded.model.signature
+        arrays, rows = check_inputs(
+            request,
+            signature,
+            label=loaded.label,
+            max_batch_size=loaded.policy.max_batch_size,
+            is_batchable=loaded.is_batchable,
+        )
+        requested = check_outputs(request.outputs, signature, loaded.label)
+        timeout_s = request_timeout_s(request, self.config.request_timeout_s)
+        results = await loaded.batcher.infer(arrays, rows, timeout_s=timeout_s)
+        outputs = tuple(
+            build_output(output, results[output.name], loaded.model.labels) for output in requested
+        )
+        return InferResponse(loaded.name, loaded.version, outputs, id=request.id)
+
+    def close(self) -> None:
+        """Stop answering and stop every batcher (queued requests are finished first)."""
+        self._is_closed = True
+        self.repository.close()
+        self.metrics.models_loaded.set(0)
+
+
+def request_timeout_s(request: InferRequest, default_s: float) -> float:
+    """The request's deadline: its `timeout` parameter (microseconds) if set, else the default."""
+    value = request.parameters.get(TIMEOUT_PARAMETER)
+    if value is None:
+        return default_s
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInput(f"parameter {TIMEOUT_PARAMETER!r} must be a positive number of µs")
+    return min(float(value) / 1e6, default_s)
+
+
+def build_output(
+    output: RequestedOutput, array: np.ndarray, labels: tuple[str, ...]
+) -> InferTensor:
+    """One response tensor: the raw output, or its top-k class strings when asked."""
+    if output.classification > 0:
+        strings = classify(array, output.classification, labels)
+        return InferTensor(output.name, "BYTES", strings.shape, strings)
+    datatype = NUMPY_TO_V2.get(array.dtype.name, "BYTES")
+    return InferTensor(output.name, datatype, array.shape, array)
+
+
+def classify(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> np.ndarray:
+    """Top-k `"score:index:label"` strings per row (`"score:index"` without labels)."""
+    if scores.dtype.kind not in "fiub":
+        raise InvalidInput("classification needs a numeric output")
+    table = scores.reshape(scores.shape[0], -1) if scores.ndim > 1 else scores.reshape(1, -1)
+    k = min(k, table.shape[1])
+    order = np.argsort(-table, axis=1, kind="stable")[:, :k]
+    rows: list[list[bytes]] = []
+    for row, indexes in zip(table, order, strict=True):
+        items = []
+        for index in indexes.tolist():
+            text = f"{float(row[index]):g}:{index}"
+            if index < len(labels):
+                text += f":{labels[index]}"
+            items.append(text.encode())
+        rows.append(items)
+    result = np.empty((len(rows), k), dtype=object)
+    result[:] = rows
+    return result
+
+
+def triton_type(datatype: str) -> str:
+    """v2 datatype -> Triton model-config type (`FP32` -> `TYPE_FP32`, `BYTES` -> `TYPE_STRING`)."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"

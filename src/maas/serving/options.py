@@ -1,0 +1,78 @@
+"""`ServingConfig`: what to serve and how, resolved once from settings and a serve file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from maas.batching.policy import BatchPolicy
+from maas.config import ModelServeConfig, ServeSettings, load_serve_file
+
+_POLICY_FIELDS = (
+    "max_batch_size",
+    "max_queue_delay_us",
+    "preferred_batch_sizes",
+    "instances",
+    "intra_op_threads",
+    "max_queue_size",
+)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Limits and per-model batching policies of one server.
+
+    Attributes:
+        default_policy: the policy of models without their own entry.
+        policies: model name -> its policy.
+        models: `NAME[@REF]` to serve when the caller names none (from a serve file).
+        max_request_bytes: larger request bodies are refused (413) before decoding.
+        request_timeout_s: deadline of a request that does not bring its own.
+    """
+
+    default_policy: BatchPolicy = field(default_factory=BatchPolicy)
+    policies: dict[str, BatchPolicy] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    max_request_bytes: int = 64 * 1024 * 1024
+    request_timeout_s: float = 30.0
+
+    def policy_for(self, model: str) -> BatchPolicy:
+        """The batching policy of `model`."""
+        return self.policies.get(model, self.default_policy)
+
+    @classmethod
+    def from_settings(cls, serve: ServeSettings) -> ServingConfig:
+        """Merge `MAAS_SERVE_*`/flag settings with the serve file; settings given explicitly win."""
+        explicit = serve.model_fields_set
+        base = {name: getattr(serve, name) for name in _POLICY_FIELDS}
+        base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
+        max_request_bytes = serve.max_request_bytes
+        request_timeout_s = serve.request_timeout_s
+        if serve.config is None:
+            return cls(
+                default_policy=BatchPolicy(**base),
+                max_request_bytes=max_request_bytes,
+                request_timeout_s=request_timeout_s,
+            )
+        doc = load_serve_file(serve.config)
+        if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
+            max_request_bytes = doc.max_request_bytes
+        if doc.request_timeout_s is not None and "request_timeout_s" not in explicit:
+            request_timeout_s = doc.request_timeout_s
+        default = _apply(BatchPolicy(**base), doc.defaults, keep=explicit)
+        policies = {name: _apply(default, entry, keep=set()) for name, entry in doc.models.items()}
+        models = tuple(
+            f"{name}@{entry.ref}" if entry.ref else name for name, entry in doc.models.items()
+        )
+        return cls(default, policies, models, max_request_bytes, request_timeout_s)
+
+
+def _apply(policy: BatchPolicy, entry: ModelServeConfig, *, keep: set[str]) -> BatchPolicy:
+    """`policy` with the fields `entry` sets, except those in `keep`."""
+    changes: dict[str, object] = {}
+    for name in _POLICY_FIELDS:
+        value = getattr(entry, name)
+        if value is None or name in keep:
+            continue
+        changes[name] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(policy, **changes)  # type: ignore[arg-type]  # validated above

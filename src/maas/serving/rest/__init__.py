@@ -1,0 +1,1 @@
+"""The REST front end of the Open Inference Protocol v2 (a lean ASGI app on uvicorn)."""

@@ -1,0 +1,153 @@
+"""`RestApp`: the route table and the ASGI entry point of the v2 REST API.
+
+A hand-rolled router over raw ASGI: one dict lookup on the path shape per request, no
+middleware stack, so the per-request cost stays small next to the model's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from maas.errors import ErrorCode, MaasError, PayloadTooLarge
+from maas.logs import request_id_var
+from maas.serving.dataplane import DataPlane
+from maas.serving.rest.handlers import (
+    HTTP_STATUS,
+    Handlers,
+    HttpRequest,
+    Reply,
+    check_declared_length,
+    error_reply,
+)
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Handler = Callable[[HttpRequest], Awaitable[Reply]]
+
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
+
+
+class RestApp:
+    """The ASGI application of the v2 REST API over one data plane.
+
+    Args:
+        data_plane: what every route calls.
+        max_request_bytes: bodies over this are refused with 413 (checked on the declared
+            length and while reading).
+    """
+
+    def __init__(self, data_plane: DataPlane, *, max_request_bytes: int | None = None) -> None:
+        self._max_bytes = max_request_bytes or data_plane.config.max_request_bytes
+        h = Handlers(data_plane)
+        # (method, path shape) -> handler; "{m}" and "{v}" are the model and version segments.
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/v2/health/live"): h.live,
+            ("GET", "/v2/health/ready"): h.ready,
+            ("GET", "/v2"): h.server_metadata,
+            ("GET", "/v2/models/stats"): h.model_stats,
+            ("GET", "/v2/models/{m}"): h.model_metadata,
+            ("GET", "/v2/models/{m}/ready"): h.model_ready,
+            ("POST", "/v2/models/{m}/infer"): h.infer,
+            ("GET", "/v2/models/{m}/config"): h.model_config,
+            ("GET", "/v2/models/{m}/stats"): h.model_stats,
+            ("GET", "/v2/models/{m}/versions/{v}"): h.model_metadata,
+            ("GET", "/v2/models/{m}/versions/{v}/ready"): h.model_ready,
+            ("POST", "/v2/models/{m}/versions/{v}/infer"): h.infer,
+            ("GET", "/v2/models/{m}/versions/{v}/config"): h.model_config,
+            ("GET", "/v2/models/{m}/versions/{v}/stats"): h.model_stats,
+            ("GET", "/metrics"): h.metrics,
+        }
+        self._paths = {path for _, path in self._routes}
+        self._id_prefix = os.urandom(4).hex()
+        self._ids = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan and websockets are not used
+        headers = dict(scope["headers"])
+        request_id = self._request_id(headers)
+        token = request_id_var.set(request_id)
+        try:
+            reply = await self._handle(scope, receive, headers)
+        finally:
+            request_id_var.reset(token)
+        out = [
+            (b"content-type", reply.content_type),
+            (b"content-length", str(len(reply.body)).encode()),
+            (REQUEST_ID_HEADER, request_id.encode()),
+            *reply.headers,
+        ]
+        await send({"type": "http.response.start", "status": reply.status, "headers": out})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Reply:
+        method = scope["method"]
+        shape, model, version = route_shape(scope["path"])
+        handler = self._routes.get((method, shape))
+        if handler is None:
+            if shape in self._paths:
+                return error_reply(405, f"method {method} is not allowed on {scope['path']}")
+            return error_reply(404, f"no route for {scope['path']}")
+        try:
+            body = await self._read_body(receive, headers) if method == "POST" else b""
+            return await handler(HttpRequest(model, version, headers, body))
+        except MaasError as err:
+            if err.code is not ErrorCode.INTERNAL:
+                return error_reply(HTTP_STATUS[err.code], str(err))
+            log.error("request.failed", exc_info=err, extra={"path": scope["path"]})
+        except Exception as err:  # a transport handler is a boundary: never crash the server
+            log.error("request.failed", exc_info=err, extra={"path": scope["path"]})
+        return error_reply(500, f"internal error; request id {request_id_var.get()}")
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        limit = self._max_bytes
+        check_declared_length(headers, limit)
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _request_id(self, headers: dict[bytes, bytes]) -> str:
+        given = headers.get(REQUEST_ID_HEADER)
+        if given and len(given) <= MAX_REQUEST_ID_CHARS:
+            text = given.decode("latin-1")
+            if text.isprintable() and text.isascii():
+                return text
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+
+def route_shape(path: str) -> tuple[str, str | None, str | None]:
+    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3)."""
+    if not path.startswith("/v2/models/"):
+        return path.rstrip("/") or "/", None, None
+    parts = path[len("/v2/models/") :].split("/")
+    if len(parts) == 1 and parts[0] == "stats":
+        return "/v2/models/stats", None, None
+    model = parts[0]
+    if len(parts) >= 3 and parts[1] == "versions":
+        tail = "/".join(parts[3:])
+        shape = "/v2/models/{m}/versions/{v}" + (f"/{tail}" if tail else "")
+        return shape, model, parts[2]
+    tail = "/".join(parts[1:])
+    return "/v2/models/{m}" + (f"/{tail}" if tail else ""), model, None

@@ -1,0 +1,156 @@
+"""REST endpoint handlers: each turns one HTTP request into a data-plane call and a `Reply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from maas.errors import ErrorCode, InvalidInput, ModelNotFound, PayloadTooLarge
+from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, wants_binary
+from maas.protocol.types import ModelMetadata
+from maas.serving.dataplane import DataPlane
+
+JSON_TYPE = b"application/json"
+
+# The one table from error class to HTTP status.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.RESOURCE_EXHAUSTED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP response to send: status, body, content type and extra headers."""
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON_TYPE
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What a handler needs from the HTTP request: route parameters, headers and the body."""
+
+    model: str | None
+    version: str | None
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+def json_reply(doc: Any, status: int = 200) -> Reply:
+    return Reply(status, orjson.dumps(doc))
+
+
+def error_reply(status: int, message: str) -> Reply:
+    return Reply(status, orjson.dumps({"error": message}))
+
+
+class Handlers:
+    """The v2 REST endpoints over one data plane."""
+
+    def __init__(self, data_plane: DataPlane) -> None:
+        self._dp = data_plane
+
+    async def live(self, request: HttpRequest) -> Reply:
+        is_live = await self._dp.live()
+        return json_reply({"live": is_live}, 200 if is_live else 503)
+
+    async def ready(self, request: HttpRequest) -> Reply:
+        is_ready = await self._dp.ready()
+        return json_reply({"ready": is_ready}, 200 if is_ready else 503)
+
+    async def server_metadata(self, request: HttpRequest) -> Reply:
+        meta = self._dp.server_metadata()
+        return json_reply(
+            {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+        )
+
+    async def model_metadata(self, request: HttpRequest) -> Reply:
+        meta = self._dp.model_metadata(_model(request), request.version)
+        return json_reply(metadata_doc(meta))
+
+    async def model_ready(self, request: HttpRequest) -> Reply:
+        name = _model(request)
+        if await self._dp.model_ready(name, request.version):
+            return json_reply({"name": name, "ready": True})
+        self._dp.model_metadata(name, request.version)  # unknown model or version: 404
+        return json_reply({"name": name, "ready": False}, 503)
+
+    async def model_config(self, request: HttpRequest) -> Reply:
+        return json_reply(self._dp.model_config(_model(request), request.version))
+
+    async def model_stats(self, request: HttpRequest) -> Reply:
+        return json_reply(self._dp.model_statistics(request.model, request.version))
+
+    async def metrics(self, request: HttpRequest) -> Reply:
+        body, content_type = self._dp.metrics.exposition()
+        return Reply(200, body, content_type.encode())
+
+    async def infer(self, request: HttpRequest) -> Reply:
+        header_length = _header_length(request.headers)
+        infer_request = decode_request(
+            request.body, header_length, _model(request), request.version
+        )
+        response = await self._dp.infer(infer_request, protocol="rest")
+        encoded = encode_response(response, wants_binary(infer_request))
+        if encoded.header_length is None:
+            return Reply(200, encoded.body)
+        return Reply(
+            200,
+            encoded.body,
+            b"application/octet-stream",
+            ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()),),
+        )
+
+
+def metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
+    """The JSON form of model metadata."""
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": [spec.to_dict() for spec in meta.inputs],
+        "outputs": [spec.to_dict() for spec in meta.outputs],
+        "parameters": meta.parameters,
+    }
+
+
+def _model(request: HttpRequest) -> str:
+    if not request.model:
+        raise ModelNotFound("no model named in the path")
+    return request.model
+
+
+def _header_length(headers: dict[bytes, bytes]) -> int | None:
+    value = headers.get(HEADER_LENGTH.encode())
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"Inference-Header-Content-Length {value!r} is not a number") from None
+
+
+def check_declared_length(headers: dict[bytes, bytes], limit: int) -> None:
+    """Refuse a body whose Content-Length is over `limit` before reading it."""
+    value = headers.get(b"content-length")
+    if value is None:
+        return
+    try:
+        length = int(value)
+    except ValueError:
+        raise InvalidInput("Content-Length is not a number") from None
+    if length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}")

@@ -1,0 +1,77 @@
+"""`RestServer`: runs the REST app on uvicorn inside the caller's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import Any
+
+from maas.errors import Unavailable
+from maas.serving.dataplane import DataPlane
+from maas.serving.rest.app import RestApp
+
+log = logging.getLogger(__name__)
+
+
+class RestServer:
+    """The v2 REST API on `host:port` (0 picks a free port; `port` tells which).
+
+    Uses httptools when it is installed. Signals are left to the caller: `maas serve` handles
+    SIGINT/SIGTERM itself and calls `stop()`.
+    """
+
+    def __init__(self, data_plane: DataPlane, host: str = "127.0.0.1", port: int = 8000) -> None:
+        self._app = RestApp(data_plane)
+        self._host = host
+        self._requested_port = port
+        self._server: Any = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (also when 0 was asked)."""
+        if self._port is None:
+            raise Unavailable("the REST server is not started")
+        return self._port
+
+    async def start(self) -> None:
+        """Bind and start answering."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            self._app,
+            host=self._host,
+            port=self._requested_port,
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        try:
+            await server.startup()
+        except SystemExit as err:  # uvicorn exits when it cannot bind
+            raise Unavailable(f"cannot listen on {self._host}:{self._requested_port}") from err
+        self._server = server
+        self._port = int(server.servers[0].sockets[0].getsockname()[1])
+        self._loop_task = asyncio.create_task(server.main_loop())
+        log.info("rest.started", extra={"host": self._host, "port": self._port})
+
+    async def stop(self) -> None:
+        """Stop accepting, let open requests finish (a few seconds at most), then close."""
+        server = self._server
+        if server is None:
+            return
+        server.should_exit = True
+        if self._loop_task is not None:
+            await self._loop_task
+        await server.shutdown()
+        self._server = None
+        log.info("rest.stopped")
