@@ -325,6 +325,21 @@ def test_csv_with_int_labels_sorts_them_as_numbers(tmp_path: Path) -> None:
     assert ds.features[:, 0].tolist() == [3.0, 6.0, 9.0, 0.0]
 
 
+def test_csv_files_with_the_same_values_load_the_same(tmp_path: Path) -> None:
+    """Clean files and files with spacing, quotes and blank lines give the same dataset."""
+    clean = write_text(tmp_path / "clean.csv", "a,b,note,y\n1,0.25,x,b\n-2,3e2,y,a\n4,5,z,b\n")
+    quirky = write_text(
+        tmp_path / "quirky.csv",
+        'a,b,note,y\n"1", 0.25 ,"x, with comma",b\n\n-2,300,"two\nlines", a \n4,5.0,z,b\n',
+    )
+    first = load_dataset(DataSpec(source=str(clean), label="y"))
+    second = load_dataset(DataSpec(source=str(quirky), label="y"))
+    assert first.features.tolist() == [[1.0, 0.25], [-2.0, 300.0], [4.0, 5.0]]
+    assert second.features.tolist() == first.features.tolist()
+    assert second.labels == first.labels == ("a", "b")
+    assert second.fingerprint == first.fingerprint
+
+
 @pytest.mark.parametrize(
     ("label_values", "labels", "targets"),
     [

@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from maas.errors import DataError
-from maas.train.datafiles import TableData, read_csv, read_npz, read_parquet
+from maas.train.csvfile import read_csv
+from maas.train.datafiles import TableData, read_npz, read_parquet
 from maas.train.imagefolder import read_image_folder
 from maas.train.scaling import Scaler, fit_scaler
 

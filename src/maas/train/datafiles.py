@@ -1,21 +1,21 @@
-"""Readers for tabular data files (CSV, Parquet, NPZ) that turn bad cells into one-line DataErrors.
+"""Parquet and NPZ readers, and what every table reader shares: label encoding, feature choice.
 
-Rows are counted from 1, the first data row being row 1; CSV messages also give the file's line.
-A column is "numeric" when at least half of its non-empty cells are numbers: such a column is used
-as a feature by default and any other cell in it is an error, while mostly-text columns (ids,
-names) are left out unless `features` asks for them.
+Bad cells become one-line DataErrors naming the file, the column and the row; rows are counted from
+1, the first data row being row 1. A column is "numeric" when its type is (Parquet) or when at least
+half of its non-empty cells are numbers (CSV): by default every numeric column besides the label is
+a feature and any other cell in it is an error, while text columns (ids, names) are left out unless
+`features` asks for them.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 NPZ_DEFAULT_LABEL: Final = "y"
 _INT_TEXT: Final = re.compile(r"[+-]?\d+")
-_PREVIEW_CHARS: Final = 40  # a bad cell is quoted in messages, cut to this length
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,103 +74,7 @@ def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str
     return inverse.astype(np.int64).reshape(-1), tuple(str(u) for u in uniques.tolist())
 
 
-def _preview(cell: str) -> str:
-    return cell if len(cell) <= _PREVIEW_CHARS else cell[:_PREVIEW_CHARS] + "..."
-
-
-def _parse_float(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _is_numeric_column(cells: Sequence[str]) -> bool:
-    """True when at least half of the non-empty cells are numbers."""
-    filled = [c for c in cells if c.strip()]
-    numbers = sum(1 for c in filled if _parse_float(c) is not None)
-    return bool(filled) and 2 * numbers >= len(filled)
-
-
-def _bad_cell_problem(cell: str) -> str:
-    if not cell.strip():
-        return "is empty"
-    value = _parse_float(cell)
-    if value is None:
-        return f'is not numeric ("{_preview(cell)}")'
-    return f'is not a finite number ("{_preview(cell)}")'
-
-
-class _CsvTable:
-    """A CSV file read into columns of text, ragged rows refused with their row and line."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.where = f'data file "{name}":'
-        self.columns: list[str] = []
-        self.lines: list[int] = []  # file line of each data row, for messages
-        self.cells: dict[str, list[str]] = {}
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                self._read(handle)
-        except UnicodeDecodeError as err:
-            raise DataError(f"{self.where} is not UTF-8 text ({err.reason})") from err
-        except csv.Error as err:
-            raise DataError(f"{self.where} is not valid CSV ({err})") from err
-
-    def _read(self, handle: TextIO) -> None:
-        reader = csv.reader(handle)
-        header = next((row for row in reader if row), None)
-        if header is None:
-            raise DataError(f"{self.where} is empty")
-        self.columns = [h.strip() for h in header]
-        duplicates = sorted({c for c in self.columns if self.columns.count(c) > 1})
-        if duplicates:
-            raise DataError(f"{self.where} has duplicate column names: {', '.join(duplicates)}")
-        rows: list[list[str]] = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(self.columns):
-                raise DataError(
-                    f"{self.where} row {len(rows) + 1} (line {reader.line_num}) has "
-                    f"{len(row)} cells, expected {len(self.columns)}"
-                )
-            rows.append(row)
-            self.lines.append(reader.line_num)
-        if not rows:
-            raise DataError(f"{self.where} has a header but no data rows")
-        self.cells = {c: [r[i] for r in rows] for i, c in enumerate(self.columns)}
-
-    def numeric(self, column: str) -> np.ndarray:
-        """The column as float64, or a DataError naming the first bad cell."""
-        cells = self.cells[column]
-        try:
-            values = np.array(cells, dtype=str).astype(np.float64)
-        except ValueError:
-            values = None
-        if values is not None and np.all(np.isfinite(values)):
-            return np.asarray(values, dtype=np.float64)
-        for i, cell in enumerate(cells):
-            value = _parse_float(cell)
-            if value is None or not np.isfinite(value):
-                raise DataError(
-                    f'{self.where} column "{column}" row {i + 1} (line {self.lines[i]}) '
-                    f"{_bad_cell_problem(cell)}"
-                )
-        raise DataError(f'{self.where} column "{column}" could not be read as numbers')
-
-    def label_values(self, column: str) -> np.ndarray:
-        cells = [c.strip() for c in self.cells[column]]
-        for i, cell in enumerate(cells):
-            if not cell:
-                raise DataError(
-                    f'{self.where} label column "{column}" row {i + 1} '
-                    f"(line {self.lines[i]}) is empty"
-                )
-        return np.array(cells, dtype=str)
-
-
-def _pick_features(
+def pick_features(
     where: str,
     columns: Sequence[str],
     label: str,
@@ -199,24 +102,12 @@ def _pick_features(
     return chosen
 
 
-def _require_label(where: str, label: str | None, columns: Sequence[str], what: str) -> str:
+def require_label(where: str, label: str | None, columns: Sequence[str], what: str) -> str:
     if label is None:
         raise DataError(f"{where} set data.label ({what}); {what}s: {', '.join(columns)}")
     if label not in columns:
         raise DataError(f'{where} label {what} "{label}" not found; {what}s: {", ".join(columns)}')
     return label
-
-
-def read_csv(path: Path, name: str, label: str | None, features: Sequence[str] | None) -> TableData:
-    """Read a CSV file with a header row; `name` is how messages call the file."""
-    table = _CsvTable(path, name)
-    where = table.where
-    label = _require_label(where, label, table.columns, "column")
-    is_numeric = {c: _is_numeric_column(table.cells[c]) for c in table.columns}
-    chosen = _pick_features(where, table.columns, label, features, is_numeric)
-    matrix = np.stack([table.numeric(c) for c in chosen], axis=1).astype(np.float32)
-    targets, labels = encode_labels(table.label_values(label), f'{where} label column "{label}"')
-    return TableData(matrix, targets, labels, tuple(chosen))
 
 
 def _parquet_numeric(where: str, table: pa.Table, column: str) -> np.ndarray:
@@ -262,14 +153,14 @@ def read_parquet(
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{where} is not a readable Parquet file ({err})") from err
     columns = list(table.column_names)
-    label = _require_label(where, label, columns, "column")
+    label = require_label(where, label, columns, "column")
     if table.num_rows == 0:
         raise DataError(f"{where} has no rows")
     is_numeric = {
         c: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
         for c, t in zip(columns, table.schema.types, strict=True)
     }
-    chosen = _pick_features(where, columns, label, features, is_numeric)
+    chosen = pick_features(where, columns, label, features, is_numeric)
     matrix = np.stack([_parquet_numeric(where, table, c) for c in chosen], axis=1)
     label_where = f'{where} label column "{label}"'
     raw = _parquet_labels(label_where, table.column(label).to_pylist())
@@ -340,7 +231,7 @@ def read_npz(path: Path, name: str, label: str | None, features: Sequence[str] |
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = list(archive.files)
-            label = _require_label(where, label, arrays, "array")
+            label = require_label(where, label, arrays, "array")
             chosen = _npz_feature_names(where, arrays, label, features)
             raw = archive[label]
             parts = [(a, archive[a]) for a in chosen]
