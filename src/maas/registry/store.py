@@ -11,19 +11,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from maas.errors import Conflict, InvalidInput, MaasError, ModelNotFound, NotFound, Unavailable
-from maas.registry import schema
+from maas.errors import Conflict, InvalidInput, MaasError, NotFound, Unavailable
+from maas.registry import queries, schema
 from maas.registry.artifacts import ArtifactStore
 from maas.registry.database import create_engine, upgrade
 from maas.registry.exports import read_export
 from maas.registry.onnx_files import check_onnx_file
-from maas.registry.refs import LATEST, check_alias, check_name, describe_versions, normalize_ref
+from maas.registry.refs import LATEST, check_alias, check_name, normalize_ref
 from maas.registry.versions import AliasEvent, AuditEntry, ModelSummary, ModelVersion
 from maas.signature import Signature
 
@@ -37,15 +36,6 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 20  # concurrent writers of one model collide rarely; this many tries is plenty
 RETRY_DELAY_S = 0.02  # base of the randomized back-off between tries
 _RETRYABLE = (sa.exc.IntegrityError, sa.exc.OperationalError)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes, PostgreSQL its session zone; everything we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Registry:
@@ -170,7 +160,7 @@ class Registry:
     def _insert_version(
         self, conn: sa.Connection, name: str, facts: dict[str, Any], actor: str | None
     ) -> int:
-        model_id = self._model_id(conn, name, create=True)
+        model_id = queries.find_model_id(conn, name, create=True)
         version: int = conn.execute(
             sa.update(schema.models)
             .where(schema.models.c.id == model_id)
@@ -179,7 +169,7 @@ class Registry:
         ).scalar_one()
         conn.execute(
             sa.insert(schema.versions).values(
-                model_id=model_id, version=version, created_at=_utcnow(), **facts
+                model_id=model_id, version=version, created_at=queries.utcnow(), **facts
             )
         )
         self._audit(conn, actor, "register", f"{name}@{version}", "ok")
@@ -196,21 +186,11 @@ class Registry:
         check_name(name)
         wanted = normalize_ref(ref)
         with self._engine.begin() as conn:
-            model_id = self._require_model(conn, name)
-            number = self._resolve(conn, model_id, name, wanted)
-            row = conn.execute(
-                sa.select(schema.versions).where(
-                    schema.versions.c.model_id == model_id, schema.versions.c.version == number
-                )
-            ).one_or_none()
-            if row is None:
-                existing = self._version_numbers(conn, model_id)
-                raise ModelNotFound(
-                    f'model "{name}" has no version {number}; '
-                    f"versions: {describe_versions(existing)}"
-                )
-            by_version = self._aliases_by_version(conn, model_id)
-        return _to_model_version(name, row, by_version.get(number, ()))
+            model_id = queries.require_model(conn, name)
+            number = queries.resolve(conn, model_id, name, wanted)
+            row = queries.require_version(conn, model_id, name, number)
+            by_version = queries.aliases_by_version(conn, model_id)
+        return queries.to_model_version(name, row, by_version.get(number, ()))
 
     def list_models(self) -> list[ModelSummary]:
         """Every model that has at least one version, by name."""
@@ -245,14 +225,14 @@ class Registry:
         """
         check_name(name)
         with self._engine.begin() as conn:
-            model_id = self._require_model(conn, name)
+            model_id = queries.require_model(conn, name)
             rows = conn.execute(
                 sa.select(schema.versions)
                 .where(schema.versions.c.model_id == model_id)
                 .order_by(schema.versions.c.version)
             ).all()
-            by_version = self._aliases_by_version(conn, model_id)
-        return [_to_model_version(name, r, by_version.get(r.version, ())) for r in rows]
+            by_version = queries.aliases_by_version(conn, model_id)
+        return [queries.to_model_version(name, r, by_version.get(r.version, ())) for r in rows]
 
     def read_artifact(self, mv: ModelVersion) -> bytes:
         """The version's ONNX bytes, verified against its digest.
@@ -280,13 +260,13 @@ class Registry:
         check_name(name)
         e = schema.alias_events
         with self._engine.begin() as conn:
-            model_id = self._require_model(conn, name)
+            model_id = queries.require_model(conn, name)
             query = sa.select(e).where(e.c.model_id == model_id).order_by(e.c.id)
             if alias is not None:
                 query = query.where(e.c.alias == alias)
             rows = conn.execute(query).all()
         return [
-            AliasEvent(name, r.alias, r.old_version, r.new_version, _as_utc(r.at), r.actor)
+            AliasEvent(name, r.alias, r.old_version, r.new_version, queries.as_utc(r.at), r.actor)
             for r in rows
         ]
 
@@ -296,7 +276,7 @@ class Registry:
         with self._engine.begin() as conn:
             rows = conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(limit)).all()
         return [
-            AuditEntry(_as_utc(r.at), r.actor, r.action, r.target, r.outcome, r.source)
+            AuditEntry(queries.as_utc(r.at), r.actor, r.action, r.target, r.outcome, r.source)
             for r in reversed(rows)
         ]
 
@@ -319,8 +299,8 @@ class Registry:
     def _move_alias(
         self, conn: sa.Connection, name: str, alias: str, version: int, actor: str | None
     ) -> None:
-        model_id = self._require_model(conn, name)
-        self._require_version(conn, model_id, name, version)
+        model_id = queries.require_model(conn, name)
+        queries.require_version(conn, model_id, name, version)
         a = schema.aliases
         where = (a.c.model_id == model_id) & (a.c.alias == alias)
         old = conn.execute(sa.select(a.c.version).where(where).with_for_update()).scalar()
@@ -330,7 +310,7 @@ class Registry:
             conn.execute(sa.insert(a).values(model_id=model_id, alias=alias, version=version))
         else:
             conn.execute(sa.update(a).where(where).values(version=version))
-        self._alias_event(conn, model_id, alias, old, version, actor)
+        queries.record_alias_event(conn, model_id, alias, old, version, actor)
 
     def delete_version(
         self, name: str, version: int, force: bool = False, actor: str | None = None
@@ -351,7 +331,7 @@ class Registry:
                 lambda c: self._drop(c, name, version, force, actor),
             )
             with self._engine.begin() as conn:
-                still_used = self._used_digests(conn)
+                still_used = queries.used_digests(conn)
             for digest in digests - still_used:
                 self._artifacts.delete(digest)
         log.info("version.deleted", extra={"model": name, "version": version})
@@ -359,8 +339,8 @@ class Registry:
     def _drop(
         self, conn: sa.Connection, name: str, version: int, force: bool, actor: str | None
     ) -> set[str]:
-        model_id = self._require_model(conn, name)
-        row = self._require_version(conn, model_id, name, version)
+        model_id = queries.require_model(conn, name)
+        row = queries.require_version(conn, model_id, name, version)
         a = schema.aliases
         pointing = sorted(
             conn.execute(
@@ -374,7 +354,7 @@ class Registry:
             )
         for alias in pointing:
             conn.execute(sa.delete(a).where(a.c.model_id == model_id, a.c.alias == alias))
-            self._alias_event(conn, model_id, alias, version, None, actor)
+            queries.record_alias_event(conn, model_id, alias, version, None, actor)
         conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == row.id))
         return {row.digest, *row.files.values()}
 
@@ -416,7 +396,7 @@ class Registry:
     ) -> None:
         conn.execute(
             sa.insert(schema.audit).values(
-                at=_utcnow(),
+                at=queries.utcnow(),
                 actor=actor,
                 action=action,
                 target=target,
@@ -424,114 +404,3 @@ class Registry:
                 source=self._source,
             )
         )
-
-    def _alias_event(
-        self,
-        conn: sa.Connection,
-        model_id: int,
-        alias: str,
-        old: int | None,
-        new: int | None,
-        actor: str | None,
-    ) -> None:
-        conn.execute(
-            sa.insert(schema.alias_events).values(
-                model_id=model_id,
-                alias=alias,
-                old_version=old,
-                new_version=new,
-                at=_utcnow(),
-                actor=actor,
-            )
-        )
-
-    def _model_id(self, conn: sa.Connection, name: str, *, create: bool) -> int | None:
-        m = schema.models
-        found: int | None = conn.execute(sa.select(m.c.id).where(m.c.name == name)).scalar()
-        if found is not None or not create:
-            return found
-        new_id: int = conn.execute(
-            sa.insert(m).values(name=name, last_version=0, created_at=_utcnow()).returning(m.c.id)
-        ).scalar_one()
-        return new_id
-
-    def _require_model(self, conn: sa.Connection, name: str) -> int:
-        model_id = self._model_id(conn, name, create=False)
-        if model_id is None:
-            names = conn.execute(sa.select(schema.models.c.name).order_by(schema.models.c.name))
-            known = ", ".join(names.scalars()) or "none"
-            raise ModelNotFound(f'no model named "{name}"; models: {known}')
-        return model_id
-
-    def _require_version(self, conn: sa.Connection, model_id: int, name: str, version: int) -> Any:
-        v = schema.versions
-        row = conn.execute(
-            sa.select(v).where(v.c.model_id == model_id, v.c.version == version)
-        ).one_or_none()
-        if row is None:
-            existing = self._version_numbers(conn, model_id)
-            raise ModelNotFound(
-                f'model "{name}" has no version {version}; versions: {describe_versions(existing)}'
-            )
-        return row
-
-    def _resolve(self, conn: sa.Connection, model_id: int, name: str, ref: str | int) -> int:
-        if isinstance(ref, int):
-            return ref
-        if ref == LATEST:
-            v = schema.versions
-            latest = conn.execute(
-                sa.select(sa.func.max(v.c.version)).where(v.c.model_id == model_id)
-            ).scalar()
-            if latest is None:
-                raise ModelNotFound(f'model "{name}" has no versions left')
-            return int(latest)
-        a = schema.aliases
-        number = conn.execute(
-            sa.select(a.c.version).where(a.c.model_id == model_id, a.c.alias == ref)
-        ).scalar()
-        if number is None:
-            have = sorted(self._aliases_of(conn, model_id))
-            raise ModelNotFound(
-                f'model "{name}" has no alias "{ref}"; aliases: {", ".join(have) or "none"}'
-            )
-        return int(number)
-
-    def _version_numbers(self, conn: sa.Connection, model_id: int) -> list[int]:
-        v = schema.versions
-        return list(conn.execute(sa.select(v.c.version).where(v.c.model_id == model_id)).scalars())
-
-    def _aliases_of(self, conn: sa.Connection, model_id: int) -> dict[str, int]:
-        a = schema.aliases
-        rows = conn.execute(sa.select(a.c.alias, a.c.version).where(a.c.model_id == model_id))
-        return {str(alias): int(version) for alias, version in rows}
-
-    def _aliases_by_version(self, conn: sa.Connection, model_id: int) -> dict[int, tuple[str, ...]]:
-        grouped: dict[int, list[str]] = {}
-        for alias, version in sorted(self._aliases_of(conn, model_id).items()):
-            grouped.setdefault(version, []).append(alias)
-        return {version: tuple(names) for version, names in grouped.items()}
-
-    def _used_digests(self, conn: sa.Connection) -> set[str]:
-        v = schema.versions
-        used: set[str] = set()
-        for digest, files in conn.execute(sa.select(v.c.digest, v.c.files)):
-            used.add(digest)
-            used.update(files.values())
-        return used
-
-
-def _to_model_version(name: str, row: Any, aliases: Sequence[str]) -> ModelVersion:
-    return ModelVersion(
-        name=name,
-        version=row.version,
-        digest=row.digest,
-        size_bytes=row.size_bytes,
-        signature=Signature.from_dict(row.signature),
-        labels=tuple(row.labels),
-        metrics={str(k): float(val) for k, val in row.metrics.items()},
-        lineage=dict(row.lineage),
-        files=dict(row.files),
-        created_at=_as_utc(row.created_at),
-        aliases=tuple(aliases),
-    )
