@@ -210,6 +210,8 @@ def test_data_spec_rejects_unknown_keys_and_bad_image_size() -> None:
         DataSpec.model_validate({"source": "iris", "lable": "y"})
     with pytest.raises(ValidationError):
         DataSpec.model_validate({"source": "imgs", "image_size": [0, 8]})
+    with pytest.raises(ValidationError):
+        DataSpec.model_validate({"source": "x.csv", "features": []})
     spec = DataSpec.model_validate({"source": "imgs", "image_size": [8, 6]})
     assert spec.image_size == (8, 6)
 

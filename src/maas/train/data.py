@@ -71,7 +71,7 @@ class DataSpec(BaseModel):
 
     source: str = Field(min_length=1)
     label: str | None = None
-    features: list[str] | None = None
+    features: list[str] | None = Field(default=None, min_length=1)
     split: SplitSpec = Field(default_factory=SplitSpec)
     scaling: Literal["standard", "minmax", "none"] = "standard"
     image_size: tuple[PositiveInt, PositiveInt] | None = None
