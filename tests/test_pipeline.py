@@ -20,7 +20,9 @@ GATES = {"digits-cnn": 0.97, "digits-mlp": 0.95}
 
 
 @pytest.fixture(scope="module", params=sorted(GATES))
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+def trained(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> TrainResult:
     home = tmp_path_factory.mktemp(request.param)
     spec = load_spec(EXAMPLES / f"{request.param}.yaml")
     return train(spec, load_settings(home=home), base_dir=EXAMPLES)
@@ -31,7 +33,9 @@ def test_quality_gate_and_registration(trained: TrainResult) -> None:
     assert trained.metrics["test_accuracy"] >= GATES[trained.spec.name]
     assert trained.version is not None
     assert trained.version.version == 1
-    assert trained.version.metrics["test_accuracy"] == pytest.approx(trained.metrics["test_accuracy"])
+    assert trained.version.metrics["test_accuracy"] == pytest.approx(
+        trained.metrics["test_accuracy"]
+    )
     assert trained.metrics["parity_max_abs_diff"] <= 1e-4
     lineage = trained.version.lineage
     assert lineage["dataset"]["fingerprint"].startswith("sha256:")

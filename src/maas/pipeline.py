@@ -89,14 +89,16 @@ def _signature(n_features: int, n_classes: int) -> Signature:
     )
 
 
-def _lineage(spec: Spec, prep: _Prepared, outcome: TrainOutcome, export: dict[str, Any]) -> dict[str, Any]:
+def _lineage(
+    spec: Spec, prep: _Prepared, outcome: TrainOutcome, export: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "spec": spec.to_dict(),
         "run_id": f"{spec.name}-{spec.fingerprint()}",
         "dataset": {
             "source": spec.data.source,
             "fingerprint": prep.dataset.fingerprint,
-            "rows": int(len(prep.dataset.targets)),
+            "rows": len(prep.dataset.targets),
             "features": int(prep.dataset.features.shape[1]),
         },
         "preprocessing": prep.scaler.to_dict(),
@@ -179,7 +181,9 @@ def train(
     torch_loss, torch_accuracy = evaluate(outcome.model, test_x_t, test_y_t)
     module = ServingModule(outcome.model, prep.scaler.offset, prep.scaler.scale).eval()
     raw_test_x = np.ascontiguousarray(prep.splits.test_x, dtype=np.float32)
-    onnx_bytes, export_info = export_onnx(module, torch.from_numpy(raw_test_x[:2]), spec.export.opset)
+    onnx_bytes, export_info = export_onnx(
+        module, torch.from_numpy(raw_test_x[:2]), spec.export.opset
+    )
     report: ValidationReport = validate_export(
         onnx_bytes,
         module,

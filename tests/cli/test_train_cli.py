@@ -16,7 +16,12 @@ from maas.cli import COMMANDS
 def maas(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MAAS_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "maas", *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "maas", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -46,7 +51,9 @@ def test_every_command_has_help(tmp_path: Path, command: str) -> None:
         ("name: x\ndata: {source: ragged.csv, label: y}\n", "ragged.csv"),
     ],
 )
-def test_bad_specs_and_data_exit_2_with_one_line(tmp_path: Path, spec_text: str, fragment: str) -> None:
+def test_bad_specs_and_data_exit_2_with_one_line(
+    tmp_path: Path, spec_text: str, fragment: str
+) -> None:
     (tmp_path / "bad.csv").write_text("a,b,kind\n1,2,x\n3,4,y\n")
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,0\n3,4\n5,6,1\n")
     spec = tmp_path / "spec.yaml"

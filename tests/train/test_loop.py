@@ -1,4 +1,4 @@
-"""The loop's contract: bit-identical reruns, and resume after an interrupt equals a straight run."""
+"""The loop's contract: bit-identical reruns; resume after an interrupt equals a straight run."""
 
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ BASE = {
     "seed": 7,
     "data": {"source": "digits"},
     "model": {"kind": "mlp", "hidden_sizes": [32], "dropout": 0.2},
-    "train": {"optimizer": "adam", "epochs": 5, "batch_size": 128, "schedule": {"kind": "step", "step_size": 2}},
+    "train": {
+        "optimizer": "adam",
+        "epochs": 5,
+        "batch_size": 128,
+        "schedule": {"kind": "step", "step_size": 2},
+    },
 }
 
 
@@ -82,11 +87,15 @@ def test_same_spec_and_seed_give_identical_weights(tmp_path: Path) -> None:
     assert_same_weights(first.model, second.model)
     assert first.history[-1]["train_loss"] == second.history[-1]["train_loss"]
     other = run(parse_spec({**BASE, "seed": 8}), tmp_path / "c")
-    assert not torch.equal(first.model.state_dict()["layers.0.weight"], other.model.state_dict()["layers.0.weight"])
+    assert not torch.equal(
+        first.model.state_dict()["layers.0.weight"], other.model.state_dict()["layers.0.weight"]
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adamw"])
-def test_interrupt_mid_epoch_then_resume_equals_straight_run(tmp_path: Path, optimizer: str) -> None:
+def test_interrupt_mid_epoch_then_resume_equals_straight_run(
+    tmp_path: Path, optimizer: str
+) -> None:
     spec = make_spec(optimizer=optimizer)
     straight = run(spec, tmp_path / "straight")
     ckpt = tmp_path / "interrupted"
@@ -97,7 +106,9 @@ def test_interrupt_mid_epoch_then_resume_equals_straight_run(tmp_path: Path, opt
     assert resumed.resumed_from == 2
     assert resumed.epochs_run == 5
     assert_same_weights(straight.model, resumed.model)
-    assert [h["validation_loss"] for h in resumed.history] == [h["validation_loss"] for h in straight.history]
+    assert [h["validation_loss"] for h in resumed.history] == [
+        h["validation_loss"] for h in straight.history
+    ]
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
@@ -143,11 +154,15 @@ def test_killed_cli_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     killed_at = latest_epoch(next(ckpt_dirs.glob("*/checkpoints")))
     assert killed_at is not None
     assert killed_at < 40
-    done = subprocess.run([*cmd, "--resume", "--json"], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [*cmd, "--resume", "--json"], env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     resumed = (next(ckpt_dirs.glob("*/export")) / "weights.safetensors").read_bytes()
     straight_env = {**env, "MAAS_HOME": str(tmp_path / "home2")}
     straight = subprocess.run(cmd, env=straight_env, capture_output=True, text=True, check=False)
     assert straight.returncode == 0, straight.stderr
-    expected = (next((tmp_path / "home2" / "runs").glob("*/export")) / "weights.safetensors").read_bytes()
+    expected = (
+        next((tmp_path / "home2" / "runs").glob("*/export")) / "weights.safetensors"
+    ).read_bytes()
     assert resumed == expected

@@ -28,13 +28,25 @@ def test_defaults_fill_every_section() -> None:
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"name": "x", "data": {"source": "iris"}, "train": {"epohcs": 3}}, "train.epohcs: unknown key"),
+        (
+            {"name": "x", "data": {"source": "iris"}, "train": {"epohcs": 3}},
+            "train.epohcs: unknown key",
+        ),
         ({"name": "x", "data": {"source": "iris"}, "train": {"epochs": "ten"}}, "train.epochs:"),
-        ({"name": "x", "data": {"source": "iris"}, "model": {"kind": "resnet"}}, 'unknown model kind "resnet"'),
-        ({"name": "x", "data": {"source": "iris", "split": {"tset": 0.1}}}, "data.split.tset: unknown key"),
+        (
+            {"name": "x", "data": {"source": "iris"}, "model": {"kind": "resnet"}},
+            'unknown model kind "resnet"',
+        ),
+        (
+            {"name": "x", "data": {"source": "iris", "split": {"tset": 0.1}}},
+            "data.split.tset: unknown key",
+        ),
         ({"name": "X Y", "data": {"source": "iris"}}, "name:"),
         ({"data": {"source": "iris"}}, "name: required key missing"),
-        ({"name": "x", "data": {"source": "iris"}, "train": {"optimizer": "lion"}}, "train.optimizer:"),
+        (
+            {"name": "x", "data": {"source": "iris"}, "train": {"optimizer": "lion"}},
+            "train.optimizer:",
+        ),
         ({"name": "x", "data": {"source": "iris"}, "bogus": 1}, "bogus: unknown key"),
     ],
 )

@@ -16,11 +16,23 @@ from maas.errors import ErrorCode, MaasError
 
 # command name -> (module, attribute, one-line help). Each module holds one command or group.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("maas.cli.train", "train", "Train, export, validate and register a model from a spec."),
-    "register": ("maas.cli.registry", "register", "Register an export folder or your own ONNX file."),
+    "train": (
+        "maas.cli.train",
+        "train",
+        "Train, export, validate and register a model from a spec.",
+    ),
+    "register": (
+        "maas.cli.registry",
+        "register",
+        "Register an export folder or your own ONNX file.",
+    ),
     "models": ("maas.cli.registry", "models", "List, show, download and delete model versions."),
     "alias": ("maas.cli.registry", "alias", "Point an alias (e.g. production) at a version."),
-    "serve": ("maas.cli.serve", "serve", "Serve models over REST and gRPC (Open Inference Protocol v2)."),
+    "serve": (
+        "maas.cli.serve",
+        "serve",
+        "Serve models over REST and gRPC (Open Inference Protocol v2).",
+    ),
 }
 
 # Client mistakes exit 2 (like a usage error); everything else that we can explain exits 1.
@@ -65,7 +77,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     A model's life in four commands:
       maas train examples/digits-cnn.yaml    train, export to ONNX, validate, register
       maas models show digits-cnn            what was registered: metrics, lineage, digest
-      maas serve                             serve it over REST and gRPC (Open Inference Protocol v2)
+      maas serve                             serve it over REST and gRPC (v2 protocol)
       maas models download digits-cnn@latest --to out/
 
     Settings come from flags, then MAAS_* environment variables (MAAS_HOME: where the registry,

@@ -84,7 +84,8 @@ def train(spec_file: Path, resume: bool, no_register: bool, as_json: bool, quiet
     through onnxruntime) and only then registered as a new version of `name`.
     """
     from maas.config import load_settings
-    from maas.pipeline import run_dir_for, train as run_training
+    from maas.pipeline import run_dir_for
+    from maas.pipeline import train as run_training
     from maas.train.spec import load_spec
 
     spec = load_spec(spec_file)

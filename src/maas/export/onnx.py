@@ -33,7 +33,9 @@ class ExportInfo:
         return dict(self.__dict__)
 
 
-def export_onnx(module: nn.Module, sample: torch.Tensor, opset: int = 18) -> tuple[bytes, ExportInfo]:
+def export_onnx(
+    module: nn.Module, sample: torch.Tensor, opset: int = 18
+) -> tuple[bytes, ExportInfo]:
     """Export `module` (inputs [N, ...] -> probabilities, label) to ONNX bytes.
 
     The batch dimension is symbolic ("batch"); every other dimension is fixed by `sample`.

@@ -4,7 +4,7 @@ Layout of a run's `checkpoints/` folder:
     epoch-0003/model.safetensors      weights after epoch 3
     epoch-0003/best.safetensors       best weights so far (early stopping restores them)
     epoch-0003/optimizer.safetensors  optimizer tensors (moments, steps)
-    epoch-0003/state.json             epoch, RNG state, scheduler, early stopping, history, spec hash
+    epoch-0003/state.json             epoch, RNG, scheduler, early stopping, history, spec hash
     latest.json                       {"epoch": 3, "dir": "epoch-0003"}: replaced atomically last
 
 A run killed at any moment leaves `latest.json` naming a complete checkpoint (or none at all).

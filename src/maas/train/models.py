@@ -48,9 +48,7 @@ class MLP(nn.Module):
 class CNN(nn.Module):
     """The classic conv-ReLU-pool twice, then two dense layers, sized from the image shape."""
 
-    def __init__(
-        self, image_shape: tuple[int, int, int], n_classes: int, spec: ModelSpec
-    ) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], n_classes: int, spec: ModelSpec) -> None:
         super().__init__()
         channels, height, width = image_shape
         c1, c2 = spec.channels
@@ -124,6 +122,9 @@ class ServingModule(nn.Module):
     The scaling fitted on the training split is baked in as constants, so preprocessing travels
     with the model and every runtime applies it identically.
     """
+
+    offset: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, core: nn.Module, offset: np.ndarray, scale: np.ndarray) -> None:
         super().__init__()

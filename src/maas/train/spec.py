@@ -45,7 +45,9 @@ class ModelSpec(Strict):
     def _known_kind(cls, kind: str) -> str:
         if kind in BUILTIN_KINDS or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", kind):
             return kind
-        raise ValueError(f'unknown model kind "{kind}"; use mlp, cnn or package.module:build_function')
+        raise ValueError(
+            f'unknown model kind "{kind}"; use mlp, cnn or package.module:build_function'
+        )
 
 
 class ScheduleSpec(Strict):
@@ -108,7 +110,7 @@ class Spec(Strict):
     def _valid_name(cls, name: str) -> str:
         if not NAME_PATTERN.match(name):
             raise ValueError(
-                f'"{name}" is not a valid model name; use lowercase letters, digits, ".", "_" or "-"'
+                f'"{name}" is not a valid model name; use lowercase letters, digits, . _ or -'
             )
         return name
 
