@@ -538,6 +538,11 @@ BAD_DATA: list[tuple[str, Builder, list[str]]] = [
         ['"x.csv"', 'column "a" row 1 (line 2) is not a finite number ("nan")'],
     ),
     (
+        "multi-line cell in a numeric column",
+        csv_case('a,b,y\n1,2,u\n"3\nfour",4,v\n5,6,u\n', label="y"),
+        ['"x.csv"', 'column "a" row 2 (line 4) is not numeric ("3\\nfour")'],
+    ),
+    (
         "text column asked for as a feature",
         csv_case("a,name,y\n1,p,u\n2,q,v\n", label="y", features=["a", "name"]),
         ['"x.csv"', 'column "name" row 1 (line 2) is not numeric ("p")'],

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Final, TextIO
 import numpy as np
 
 from maas.errors import DataError
-from maas.train.datafiles import TableData, encode_labels, pick_features, require_label
+from maas.train.datafiles import (
+    TableData,
+    encode_labels,
+    one_line,
+    pick_features,
+    require_label,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,7 +38,9 @@ _PREVIEW_CHARS: Final = 40  # a bad cell is quoted in messages, cut to this leng
 
 
 def _preview(cell: str) -> str:
-    return cell if len(cell) <= _PREVIEW_CHARS else cell[:_PREVIEW_CHARS] + "..."
+    """The cell as messages quote it: line breaks escaped, long text cut."""
+    shown = cell.replace("\r", "\\r").replace("\n", "\\n")
+    return shown if len(shown) <= _PREVIEW_CHARS else shown[:_PREVIEW_CHARS] + "..."
 
 
 def _parse_float(cell: str) -> float | None:
@@ -82,7 +90,7 @@ class _CsvTable:
         except UnicodeDecodeError as err:
             raise DataError(f"{self.where} is not UTF-8 text ({err.reason})") from err
         except csv.Error as err:
-            raise DataError(f"{self.where} is not valid CSV ({err})") from err
+            raise DataError(f"{self.where} is not valid CSV ({one_line(err)})") from err
 
     def _read(self, handle: TextIO) -> None:
         reader = csv.reader(handle)

@@ -41,6 +41,11 @@ class TableData:
     image_shape: tuple[int, int, int] | None = None
 
 
+def one_line(text: object) -> str:
+    """`text` with its whitespace runs (newlines included) collapsed, for one-line messages."""
+    return " ".join(str(text).split())
+
+
 def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map sorted unique label values to class indices 0..K-1.
 
@@ -151,7 +156,7 @@ def read_parquet(
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise DataError(f"{where} is not a readable Parquet file ({err})") from err
+        raise DataError(f"{where} is not a readable Parquet file ({one_line(err)})") from err
     columns = list(table.column_names)
     label = require_label(where, label, columns, "column")
     if table.num_rows == 0:
@@ -236,7 +241,7 @@ def read_npz(path: Path, name: str, label: str | None, features: Sequence[str] |
             raw = archive[label]
             parts = [(a, archive[a]) for a in chosen]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{where} is not a readable .npz archive ({err})") from err
+        raise DataError(f"{where} is not a readable .npz archive ({one_line(err)})") from err
     if raw.ndim != 1:
         raise DataError(f'{where} label array "{label}" must be 1-D, got shape {list(raw.shape)}')
     if raw.shape[0] == 0:

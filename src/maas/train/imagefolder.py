@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 
 from maas.errors import DataError
-from maas.train.datafiles import TableData
+from maas.train.datafiles import TableData, one_line
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _read_image(
             pixels = np.asarray(image, dtype=np.float32) / PIXEL_MAX
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         relative = path.relative_to(root).as_posix()
-        raise DataError(f'{where}: image "{relative}" cannot be read ({err})') from err
+        raise DataError(f'{where}: image "{relative}" cannot be read ({one_line(err)})') from err
     if grayscale:
         return pixels[np.newaxis, :, :]
     return np.transpose(pixels, (2, 0, 1))
