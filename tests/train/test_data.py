@@ -614,6 +614,11 @@ BAD_DATA: list[tuple[str, Builder, list[str]]] = [
         ['"imgs"', "set data.image_size"],
     ),
     (
+        "image folder with a label column",
+        images_case({"cat": ["1.png"], "dog": ["1.png"]}, label="class"),
+        ['"imgs"', "classes are its sub-folder names"],
+    ),
+    (
         "images of one class",
         images_case({"cat": ["1.png", "2.png"]}),
         ['"imgs"', 'only 1 class ("cat")'],

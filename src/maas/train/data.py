@@ -173,6 +173,11 @@ def _load_source(spec: DataSpec, base_dir: Path | None) -> tuple[TableData, str]
             )
         raise DataError(f'data file "{source}": not found (looked for {path})')
     if path.is_dir():
+        if spec.label is not None or spec.features is not None:
+            raise DataError(
+                f'image folder "{source}": data.label and data.features are for table files; '
+                "an image folder's classes are its sub-folder names"
+            )
         data = read_image_folder(path, source, spec.image_size, spec.grayscale)
         return data, f'image folder "{source}"'
     reader = _READERS.get(path.suffix.lower())
