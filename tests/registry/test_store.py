@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from registry_models import SIGNATURE, linear_softmax_onnx
 
-from maas.errors import Conflict, IntegrityError, InvalidInput, ModelNotFound, NotFound
+from maas.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    ModelNotFound,
+    NotFound,
+    Unavailable,
+)
 from maas.registry import Registry
 from maas.registry.artifacts import ArtifactStore, sha256_hex
 
@@ -234,3 +241,10 @@ def test_from_settings_uses_maas_home(maas_home: Path, onnx_model: bytes) -> Non
 def test_unsupported_url_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="unsupported registry URL"):
         Registry("mysql://u@h/db", tmp_path)
+
+
+@pytest.mark.postgres
+def test_missing_database_is_unavailable(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/maas_no_such_database"
+    with pytest.raises(Unavailable, match="cannot open the registry database"):
+        Registry(url, tmp_path)
