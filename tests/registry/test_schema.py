@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -51,3 +52,10 @@ def test_registry_imports_without_torch() -> None:
     code = "import sys, maas.registry, maas.cli.registry; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.postgres
+def test_plain_postgresql_url_uses_psycopg(postgres_database: str, tmp_path: Path) -> None:
+    plain = postgres_database.replace("postgresql+psycopg://", "postgresql://")
+    with Registry(plain, tmp_path) as registry:
+        assert registry.list_models() == []

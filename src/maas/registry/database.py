@@ -45,6 +45,8 @@ def create_engine(url: str) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(parsed)
     if backend == "postgresql":
+        if parsed.drivername == "postgresql":  # plain URLs would pick psycopg2; we ship psycopg 3
+            parsed = parsed.set(drivername="postgresql+psycopg")
         return sa.create_engine(parsed, pool_pre_ping=True)
     raise InvalidInput(
         f"unsupported registry URL {parsed.render_as_string(hide_password=True)!r}: "
