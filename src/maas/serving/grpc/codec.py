@@ -34,6 +34,16 @@ CONTENTS_FIELD: dict[str, str] = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+# The numpy dtype of each InferTensorContents field.
+FIELD_DTYPE: dict[str, str] = {
+    "bool_contents": "bool",
+    "int_contents": "int32",
+    "int64_contents": "int64",
+    "uint_contents": "uint32",
+    "uint64_contents": "uint64",
+    "fp32_contents": "float32",
+    "fp64_contents": "float64",
+}
 # Raw contents are little-endian whatever the machine.
 RAW_DTYPE: dict[str, np.dtype[Any]] = {
     name: np.dtype(numpy_name).newbyteorder("<")
@@ -209,10 +219,18 @@ def _contents_to_array(
         data = np.empty(count, dtype=object)
         data[:] = list(values)
         return data
-    try:
-        return np.array(values, dtype=V2_TO_NUMPY[datatype])
-    except (OverflowError, ValueError) as err:
-        raise InvalidInput(f"input {name!r}: a value does not fit {datatype}: {err}") from err
+    wide = np.array(values, dtype=FIELD_DTYPE[field])
+    target = np.dtype(V2_TO_NUMPY[datatype])
+    if wide.dtype == target:
+        return wide
+    # INT8/INT16 travel in int32 and UINT8/UINT16 in uint32 fields: refuse what would wrap.
+    limits = np.iinfo(target)
+    if wide.size and (wide.min() < limits.min or wide.max() > limits.max):
+        raise InvalidInput(
+            f"input {name!r}: {field} holds values outside {datatype}'s range "
+            f"[{limits.min}, {limits.max}]"
+        )
+    return wide.astype(target)
 
 
 def _split_bytes(name: str, count: int, raw: bytes) -> np.ndarray:

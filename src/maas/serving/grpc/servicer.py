@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import grpc
+
 from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
