@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from onnx_models import Classifier, build_classifier
@@ -25,10 +24,13 @@ def classifier() -> Classifier:
     return build_classifier(FEATURES, CLASSES, seed=0)
 
 
-@pytest.fixture
-def registry(tmp_path: Path, classifier: Classifier) -> Iterator[Registry]:
-    """A registry with model "iris" version 1 (the classifier)."""
-    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts")
+@pytest.fixture(scope="session")
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, classifier: Classifier
+) -> Iterator[Registry]:
+    """A registry with model "iris" version 1 (the classifier); shared, so never changed."""
+    folder = tmp_path_factory.mktemp("registry")
+    reg = Registry(f"sqlite:///{folder / 'registry.db'}", folder / "artifacts")
     reg.register(
         "iris",
         classifier.model_bytes,

@@ -128,6 +128,16 @@ class VersionMetrics:
 
     def on_request(self, protocol: str, code: str, duration_ns: int) -> None:
         """Record one answered request; `code` is the transport-neutral outcome ("ok", ...)."""
+        self._count(protocol, code)
+        self._request_duration.observe(duration_ns / 1e9)
+        self.statistics.on_request(code == "ok", duration_ns)
+
+    def on_rejected(self, protocol: str, code: str) -> None:
+        """Record a request refused before it reached the data plane (no duration)."""
+        self._count(protocol, code)
+        self.statistics.on_request(False, 0)
+
+    def _count(self, protocol: str, code: str) -> None:
         counter = self._counters.get((protocol, code))
         if counter is None:
             counter = self._metrics.requests_total.labels(
@@ -135,5 +145,3 @@ class VersionMetrics:
             )
             self._counters[(protocol, code)] = counter
         counter.inc()
-        self._request_duration.observe(duration_ns / 1e9)
-        self.statistics.on_request(code == "ok", duration_ns)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import maas
-from maas.errors import InvalidInput, MaasError, ModelNotFound
+from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound
 from maas.metrics.prometheus import UNKNOWN_MODEL, ServingMetrics
 from maas.protocol.types import (
     InferRequest,
@@ -198,6 +198,17 @@ class DataPlane:
             build_output(output, results[output.name], loaded.model.labels) for output in requested
         )
         return InferResponse(loaded.name, loaded.version, outputs, id=request.id)
+
+    def count_rejected(
+        self, name: str, version: str | None, protocol: str, code: ErrorCode
+    ) -> None:
+        """Count a request its transport refused before `infer` (undecodable body, too large)."""
+        try:
+            loaded = self.repository.resolve(name, version)
+        except ModelNotFound:
+            self.metrics.count_request(UNKNOWN_MODEL, "", protocol, code.value)
+            return
+        loaded.metrics.on_rejected(protocol, code.value)
 
     def close(self) -> None:
         """Stop answering and stop every batcher (queued requests are finished first)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -19,10 +19,12 @@ from maas.batching.batcher import Batcher
 from maas.batching.policy import BatchPolicy
 from maas.errors import MaasError, ModelNotFound, NotFound
 from maas.metrics.prometheus import ServingMetrics, VersionMetrics
-from maas.registry.versions import ModelVersion
 from maas.runtime.runner import ModelRunner
 from maas.serving.options import ServingConfig
 from maas.signature import V2_TO_NUMPY, Signature
+
+if TYPE_CHECKING:
+    from maas.registry.versions import ModelVersion  # the registry package is heavy to import
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ class RestApp:
 
     def __init__(self, data_plane: DataPlane, *, max_request_bytes: int | None = None) -> None:
         self._max_bytes = max_request_bytes or data_plane.config.max_request_bytes
+        self._dp = data_plane
         h = Handlers(data_plane)
         # (method, path shape) -> handler; "{m}" and "{v}" are the model and version segments.
         self._routes: dict[tuple[str, str], Handler] = {
@@ -99,6 +100,11 @@ class RestApp:
             return error_reply(404, f"no route for {scope['path']}")
         try:
             body = await self._read_body(receive, headers) if method == "POST" else b""
+        except MaasError as err:
+            if model is not None:
+                self._dp.count_rejected(model, version, "rest", err.code)
+            return error_reply(HTTP_STATUS[err.code], str(err))
+        try:
             return await handler(HttpRequest(model, version, headers, body))
         except MaasError as err:
             if err.code is not ErrorCode.INTERNAL:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from maas.errors import ErrorCode, InvalidInput, ModelNotFound, PayloadTooLarge
+from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound, PayloadTooLarge
 from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, wants_binary
 from maas.protocol.types import ModelMetadata
 from maas.serving.dataplane import DataPlane
@@ -99,10 +99,13 @@ class Handlers:
         return Reply(200, body, content_type.encode())
 
     async def infer(self, request: HttpRequest) -> Reply:
-        header_length = _header_length(request.headers)
-        infer_request = decode_request(
-            request.body, header_length, _model(request), request.version
-        )
+        model = _model(request)
+        try:
+            header_length = _header_length(request.headers)
+            infer_request = decode_request(request.body, header_length, model, request.version)
+        except MaasError as err:
+            self._dp.count_rejected(model, request.version, "rest", err.code)
+            raise
         response = await self._dp.infer(infer_request, protocol="rest")
         encoded = encode_response(response, wants_binary(infer_request))
         if encoded.header_length is None:
