@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,49 @@ class ServeSettings(BaseSettings):
     instances: int = Field(default=1, ge=1, le=256)
     intra_op_threads: int = Field(default=1, ge=1, le=256)
     max_queue_size: int = Field(default=1024, ge=1)
+
+
+class SecuritySettings(BaseSettings):
+    """Authentication, rate limits, encryption at rest and signatures (see docs/security.md).
+
+    `MAAS_ENCRYPTION_KEY` and `MAAS_REDIS_URL` are read under those exact names (as well as with
+    the `MAAS_SECURITY_` prefix).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAAS_SECURITY_", extra="forbid", populate_by_name=True
+    )
+
+    no_auth: bool = Field(default=False, description="serve without authentication (local only)")
+    key_poll_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_file: Path | None = Field(default=None, description="JWKS document (JSON file)")
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    default_rate_limit: str | None = Field(
+        default=None, description="limit for keys without their own, e.g. 100/s"
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MAAS_REDIS_URL", "MAAS_SECURITY_REDIS_URL", "redis_url"),
+        description="share rate-limit counters across replicas (redis://127.0.0.1:6379/0)",
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "MAAS_ENCRYPTION_KEY", "MAAS_SECURITY_ENCRYPTION_KEY", "encryption_key"
+        ),
+        description="base64 of 32 random bytes: artifacts are stored with AES-256-GCM",
+    )
+    encryption_key_file: Path | None = Field(
+        default=None, description="file holding the base64 key (instead of MAAS_ENCRYPTION_KEY)"
+    )
+    require_signatures: bool = Field(
+        default=False, description="refuse to load or alias versions without a valid signature"
+    )
+    signing_public_key: Path | None = Field(
+        default=None, description="PEM public key that version signatures must verify against"
+    )
 
 
 class ModelServeConfig(BaseModel):
@@ -110,6 +153,7 @@ class Settings(BaseSettings):
     log_format: str = "text"
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @property
     def registry_url(self) -> str:

@@ -86,9 +86,18 @@ class PermissionDenied(MaasError):
 
 
 class ResourceExhausted(MaasError):
-    """A rate limit was hit; retry later."""
+    """A rate limit was hit; retry later.
+
+    Attributes:
+        retry_after_s: how long to wait before the next try (None: unknown); the front ends send
+            it as `Retry-After`.
+    """
 
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(MaasError):
@@ -105,6 +114,12 @@ class DeadlineExceeded(MaasError):
 
 class IntegrityError(MaasError):
     """Stored bytes whose digest does not match what the registry recorded."""
+
+    code = ErrorCode.INTERNAL
+
+
+class EncryptionError(MaasError):
+    """Stored bytes that cannot be decrypted with the configured key (missing or another key)."""
 
     code = ErrorCode.INTERNAL
 

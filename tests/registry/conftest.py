@@ -12,7 +12,9 @@ from registry_models import linear_softmax_onnx
 from maas.registry import Registry
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-REGISTRY_TABLES = "audit, alias_events, aliases, versions, models, alembic_version"
+REGISTRY_TABLES = (
+    "signatures, api_keys, audit, alias_events, aliases, versions, models, alembic_version"
+)
 
 
 @pytest.fixture(scope="session")

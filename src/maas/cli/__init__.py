@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "models": ("maas.cli.registry", "models", "List, show, download and delete model versions."),
     "alias": ("maas.cli.registry", "alias", "Point an alias (e.g. production) at a version."),
+    "keys": ("maas.cli.keys", "keys", "Create, list and revoke API keys."),
+    "audit": ("maas.cli.audit", "audit", "Show the audit trail of management actions."),
+    "sign": ("maas.cli.sign", "sign", "Sign a model version (OpenSSF model-signing format)."),
+    "registry": (
+        "maas.cli.registry_admin",
+        "registry",
+        "Check the registry, encrypt artifacts at rest, rotate the key.",
+    ),
     "serve": (
         "maas.cli.serve",
         "serve",

@@ -70,3 +70,34 @@ audit = sa.Table(
 
 sa.Index("ix_versions_digest", versions.c.digest)
 sa.Index("ix_alias_events_model_alias", alias_events.c.model_id, alias_events.c.alias)
+
+# -- security (migration 0002) -----------------------------------------------------------------
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # the public part of the key
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("salt", sa.String(64), nullable=False),  # hex
+    sa.Column("secret_hash", sa.String(128), nullable=False),  # hex HMAC-SHA256(salt, secret)
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("rate_per_s", sa.Float, nullable=True),  # None: the server's default limit
+    sa.Column("burst", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+signatures = sa.Table(
+    "signatures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("bundle", sa.Text, nullable=False),  # OpenSSF model-signing bundle (JSON)
+    sa.Column("key_id", sa.String(64), nullable=False),  # sha256 of the public key (DER), hex
+    sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=True),
+)
+
+sa.Index("ix_api_keys_name", api_keys.c.name)
+sa.Index("ix_signatures_version", signatures.c.version_id)

@@ -12,14 +12,15 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
 from maas.errors import Conflict, InvalidInput, MaasError, NotFound, Unavailable
 from maas.registry import queries, schema
-from maas.registry.artifacts import ArtifactStore
+from maas.registry.artifacts import ArtifactStore, ReencryptReport
 from maas.registry.database import create_engine, upgrade
+from maas.registry.encryption import ArtifactCipher, cipher_from_settings
 from maas.registry.exports import read_export
 from maas.registry.onnx_files import check_onnx_file
 from maas.registry.refs import LATEST, check_alias, check_name, normalize_ref
@@ -38,6 +39,13 @@ RETRY_DELAY_S = 0.02  # base of the randomized back-off between tries
 _RETRYABLE = (sa.exc.IntegrityError, sa.exc.OperationalError)
 
 
+class SignatureVerifier(Protocol):
+    """Checks a version's stored signature bundle (None: unsigned); raises IntegrityError."""
+
+    def verify(self, mv: ModelVersion, bundle: str | None) -> None:
+        """Raise IntegrityError unless `bundle` is a valid signature of `mv`."""
+
+
 class Registry:
     """Versions, lineage, metrics and aliases of models in a database, artifacts in a folder.
 
@@ -45,15 +53,27 @@ class Registry:
         url: SQLAlchemy URL (`sqlite:///PATH` or `postgresql+psycopg://USER@HOST/DB`).
         artifacts_dir: folder of content-addressed artifact files.
         source: recorded in the audit trail as where changes come from (`api`, `cli`, `rest`).
+        cipher: encrypts new artifact files and decrypts stored ones (encryption at rest).
+        signature_verifier: when given, `read_artifact` and `set_alias` refuse versions whose
+            signature it rejects (`require_signatures`).
 
     Raises:
         InvalidInput: the URL is malformed or names an unsupported database.
         Unavailable: the database cannot be reached or migrated.
     """
 
-    def __init__(self, url: str, artifacts_dir: Path, *, source: str = "api") -> None:
+    def __init__(
+        self,
+        url: str,
+        artifacts_dir: Path,
+        *,
+        source: str = "api",
+        cipher: ArtifactCipher | None = None,
+        signature_verifier: SignatureVerifier | None = None,
+    ) -> None:
         self._engine = create_engine(url)
-        self._artifacts = ArtifactStore(Path(artifacts_dir))
+        self._artifacts = ArtifactStore(Path(artifacts_dir), cipher)
+        self._verifier = signature_verifier
         self._source = source
         try:
             upgrade(self._engine)
@@ -63,8 +83,19 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, source: str = "api") -> Registry:
-        """The registry that `settings` point at (`registry_url`, `artifacts_dir`)."""
-        return cls(settings.registry_url, settings.artifacts_dir, source=source)
+        """The registry that `settings` point at (`registry_url`, `artifacts_dir`, `security`)."""
+        verifier: SignatureVerifier | None = None
+        if settings.security.require_signatures:
+            from maas.security.signing import verifier_from_settings
+
+            verifier = verifier_from_settings(settings.security)
+        return cls(
+            settings.registry_url,
+            settings.artifacts_dir,
+            source=source,
+            cipher=cipher_from_settings(settings.security),
+            signature_verifier=verifier,
+        )
 
     def close(self) -> None:
         """Release the database connections."""
@@ -238,8 +269,12 @@ class Registry:
         """The version's ONNX bytes, verified against its digest.
 
         Raises:
-            IntegrityError: the file is missing or does not match the recorded digest.
+            IntegrityError: the file is missing or does not match the recorded digest, or
+                signatures are required and the version's is missing or invalid.
+            EncryptionError: the file is encrypted and the configured key cannot decrypt it.
         """
+        if self._verifier is not None:
+            self._verifier.verify(mv, self.signature_bundle(mv))
         return self._artifacts.read(mv.digest, owner=f"{mv.ref} (model.onnx)")
 
     def read_file(self, mv: ModelVersion, filename: str) -> bytes:
@@ -287,10 +322,19 @@ class Registry:
 
         Raises:
             ModelNotFound: no such model or version.
+            IntegrityError: signatures are required and the version's is missing or invalid.
         """
         check_name(name)
         check_alias(alias)
         target = f"{name}@{alias}"
+        if self._verifier is not None:
+            mv = self.get(name, version)
+            try:
+                self._verifier.verify(mv, self.signature_bundle(mv))
+            except MaasError as err:
+                with self._engine.begin() as conn:
+                    self._audit(conn, actor, "set_alias", target, err.code.value)
+                raise
         self._audited(
             actor, "set_alias", target, lambda c: self._move_alias(c, name, alias, version, actor)
         )
@@ -357,6 +401,71 @@ class Registry:
             queries.record_alias_event(conn, model_id, alias, version, None, actor)
         conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == row.id))
         return {row.digest, *row.files.values()}
+
+    # -- signatures, encryption and other tables -----------------------------------------------
+
+    def add_signature(self, mv: ModelVersion, bundle: str, key_id: str, actor: str | None) -> None:
+        """Store a signature bundle for version `mv` (audited as `sign`)."""
+
+        def insert(conn: sa.Connection) -> None:
+            model_id = queries.require_model(conn, mv.name)
+            row = queries.require_version(conn, model_id, mv.name, mv.version)
+            conn.execute(
+                sa.insert(schema.signatures).values(
+                    version_id=row.id,
+                    bundle=bundle,
+                    key_id=key_id,
+                    signed_at=queries.utcnow(),
+                    actor=actor,
+                )
+            )
+
+        self._audited(actor, "sign", mv.ref, insert)
+
+    def signature_bundle(self, mv: ModelVersion) -> str | None:
+        """The newest signature bundle stored for `mv`, or None when it is unsigned."""
+        s, v = schema.signatures, schema.versions
+        query = (
+            sa.select(s.c.bundle)
+            .join(v, v.c.id == s.c.version_id)
+            .join(schema.models, schema.models.c.id == v.c.model_id)
+            .where(schema.models.c.name == mv.name, v.c.version == mv.version)
+            .order_by(s.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.begin() as conn:
+            bundle: str | None = conn.execute(query).scalar()
+        return bundle
+
+    def reencrypt_artifacts(
+        self, old_ciphers: Sequence[ArtifactCipher] = (), actor: str | None = None
+    ) -> ReencryptReport:
+        """Store every artifact under the configured key (see `ArtifactStore.reencrypt`)."""
+        with self._artifacts.lock(exclusive=True):
+            report = self._audited(
+                actor, "encrypt", "artifacts", lambda _c: self._artifacts.reencrypt(old_ciphers)
+            )
+        log.info("artifacts.reencrypted", extra={"rotated": report.rotated})
+        return report
+
+    def stored_digests(self) -> list[str]:
+        """Every digest with a file in the artifact folder."""
+        return self._artifacts.digests()
+
+    def write_audited(
+        self, actor: str | None, action: str, target: str, work: Callable[[sa.Connection], T]
+    ) -> T:
+        """Run `work` on the registry's database in one transaction together with its audit row.
+
+        For tables kept next to the registry's own (API keys): a refusal (MaasError) is audited
+        with its code and re-raised.
+        """
+        return self._audited(actor, action, target, work)
+
+    def read_rows(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run the read-only `work` in one transaction on the registry's database."""
+        with self._engine.begin() as conn:
+            return work(conn)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Security: API keys, authentication, access control, rate limits and version signatures."""
