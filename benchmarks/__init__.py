@@ -1,0 +1,1 @@
+"""Serving benchmarks of maas (`make bench`); timing lives here, never in tests."""

@@ -1,0 +1,122 @@
+"""Register the benchmark models in a fresh registry and run `maas serve` pinned to one core."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.models import BenchModel
+from maas.config import load_settings
+from maas.registry.store import Registry
+from maas.signature import read_onnx_signature
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running `maas serve`: its process, ports and how long it took to become ready."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    startup_s: float
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process (VmRSS), in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.http_url + path, timeout=5) as answer:  # noqa: S310  # our own loopback server
+            return json.load(answer)
+
+    def stop(self) -> None:
+        """SIGINT, then wait (SIGKILL after 15 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def register_models(home: Path, models: Iterable[BenchModel]) -> None:
+    """Register each model as version 1 in the registry under `home`."""
+    with Registry.from_settings(load_settings(home=home)) as registry:
+        for model in models:
+            signature = read_onnx_signature(model.onnx_bytes)
+            registry.register(
+                model.name, model.onnx_bytes, signature=signature, labels=model.labels
+            )
+
+
+def start_server(
+    home: Path, models: Iterable[str], *, cpu: int | None, env: dict[str, str], log_path: Path
+) -> ServerProcess:
+    """Start `maas serve` on free loopback ports and wait until every model is ready.
+
+    Raises:
+        RuntimeError: the server exited or was not ready within READY_TIMEOUT_S.
+    """
+    http_port, grpc_port = _free_port(), _free_port()
+    full_env = {
+        **os.environ,
+        **env,
+        "MAAS_HOME": str(home),
+        "MAAS_SERVE_HOST": "127.0.0.1",
+        "MAAS_SERVE_HTTP_PORT": str(http_port),
+        "MAAS_SERVE_GRPC_PORT": str(grpc_port),
+        "MAAS_LOG_LEVEL": "warning",
+    }
+    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    command = [*prefix, sys.executable, "-m", "maas", "serve"]
+    with log_path.open("wb") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    paths = ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in models)]
+    url = f"http://127.0.0.1:{http_port}"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"maas serve exited with {process.returncode}; see {log_path}")
+        if all(_is_ok(url + path) for path in paths):
+            break
+        if time.perf_counter() - start > READY_TIMEOUT_S:
+            process.kill()
+            raise RuntimeError(
+                f"maas serve was not ready after {READY_TIMEOUT_S} s; see {log_path}"
+            )
+        time.sleep(0.01)
+    return ServerProcess(process, http_port, grpc_port, time.perf_counter() - start)
+
+
+def _is_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310  # our own loopback server
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
