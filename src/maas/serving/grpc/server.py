@@ -127,7 +127,10 @@ class GrpcServer:
     async def _follow_readiness(self) -> None:
         while True:
             await asyncio.sleep(self._health_poll_s)
-            await self._update_health()
+            try:
+                await self._update_health()
+            except Exception:  # a bug in ready() must not end health reporting
+                log.exception("grpc.health_update_failed")
 
     async def _update_health(self) -> None:
         if self._health is None:
