@@ -62,10 +62,28 @@ def _print_version(mv: ModelVersion) -> None:
     for key, value in sorted(mv.metrics.items()):
         table.add_row(f"metric {key}", f"{value:.6g}")
     for key, value in sorted(mv.lineage.items()):
-        table.add_row(f"lineage {key}", json.dumps(value, default=str))
+        table.add_row(f"lineage {key}", _brief(value))
     for filename, digest in sorted(mv.files.items()):
         table.add_row(f"file {filename}", f"sha256:{digest[:16]}...")
     Console().print(table)
+
+
+BRIEF_CHARS = 120  # a table cell; `--json` prints everything
+
+
+def _brief(value: object) -> str:
+    """A one-line summary of a lineage value: long lists and documents are elided."""
+    if isinstance(value, dict) and "kind" in value and ("offset" in value or "scale" in value):
+        return f"{value['kind']} scaling of {len(value.get('offset', []))} features"
+    if isinstance(value, dict) and "name" in value and "data" in value and "model" in value:
+        model = value.get("model", {})
+        train = value.get("train", {})
+        return (
+            f"spec {value['name']}: {model.get('kind')} on {value['data'].get('source')}, "
+            f"{train.get('optimizer')} lr={train.get('lr')} epochs={train.get('epochs')}"
+        )
+    text = json.dumps(value, default=str)
+    return text if len(text) <= BRIEF_CHARS else text[: BRIEF_CHARS - 1] + "…"
 
 
 def _print_models(summaries: Sequence[ModelSummary]) -> None:
