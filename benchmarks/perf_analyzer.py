@@ -39,6 +39,7 @@ class PerfResult:
     p90_ms: float
     p99_ms: float
     is_stable: bool = True
+    server_cpu_us: float | None = None  # server CPU time per answered request, all threads
 
 
 def perf_analyzer_command(cache: Path) -> list[str]:

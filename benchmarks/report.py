@@ -40,6 +40,7 @@ class Measurements:
     runner: str
     command: str
     duration_s: float
+    load_average: tuple[float, float]  # 1-minute load average before and after the run
 
     def reference(self, model: str) -> InProcessResult:
         """What served throughput is compared with: batch 1 for the MLP, the best batch for
@@ -97,7 +98,8 @@ def _setup(m: Measurements) -> list[str]:
     return [
         f"- Taken {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {m.duration_s:.0f} s on "
         f"{_cpu_model()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
-        f"onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}.",
+        f"onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}. Load average "
+        f"(1 min) {m.load_average[0]:.1f} before and {m.load_average[1]:.1f} after the run.",
         f"- Load generator: {m.runner}.",
         "- Models (onnx.helper, fixed seeds, FP32): MLP 784-512-512-10; CNN on 1x64x64,",
         "  conv 32 - pool - conv 64 - pool - dense 128 - 10. Both have a dynamic batch dimension.",
@@ -119,17 +121,18 @@ def _inprocess_table(m: Measurements) -> list[str]:
 
 def _served_table(m: Measurements) -> list[str]:
     rows = [
-        "| model | protocol | clients | infer/s | p50 ms | p99 ms | ratio |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | protocol | clients | infer/s | p50 ms | p99 ms | ratio | server CPU µs/req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, protocols in m.served.items():
         reference = m.reference(name).rows_per_s
         for protocol, results in protocols.items():
             for clients, r in results.items():
                 flag = "" if r.is_stable else " *"
+                cpu = "" if r.server_cpu_us is None else f"{r.server_cpu_us:,.0f}"
                 rows.append(
                     f"| {name} | {protocol} | {clients} | {r.throughput:,.0f}{flag} | "
-                    f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.throughput / reference:.2f} |"
+                    f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.throughput / reference:.2f} | {cpu} |"
                 )
     if any(not r.is_stable for p in m.served.values() for s in p.values() for r in s.values()):
         rows += ["", "\\* perf_analyzer found no stable window (±20 %); the value is one window."]
@@ -205,9 +208,15 @@ def _notes(m: Measurements) -> list[str]:
         "- One core serves (`taskset -c 0`) and the other drives the load (`taskset -c 1`): the",
         "  server's event loop, decoding, batching and onnxruntime all share one core, so",
         "  per-request Python work competes with model compute.",
+        "- Server CPU µs/req is the server process's CPU time (all threads) over the requests it",
+        "  answered during that run: on one core, 1e6 divided by it bounds the throughput.",
+        "- perf_analyzer reads its inputs from a file of normal random rows: its own random data",
+        "  is random bits, NaN included, which JSON cannot carry.",
         '- "One batch\'s compute" in the p99 goal is the in-process time of a batch of',
         "  min(8, max_batch_size) rows, the batch 8 clients can form.",
-        "- The machine is a shared 2-core VM: expect a few percent of noise between runs.",
+        "- Anything else running on the machine competes for the two cores (see the load",
+        "  average above): with a load average over 2 the served numbers come out lower and",
+        "  noisier than on an idle machine.",
         "- Raw perf_analyzer CSVs and `results.json` are in `bench-results/` (not committed).",
     ]
 

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     concurrencies = tuple(int(c) for c in args.concurrency.split(","))
     started = time.perf_counter()
 
+    load_before = os.getloadavg()
     models = (mlp(), cnn())
     _say("in-process onnxruntime, 1 thread, core 0")
     inprocess = _measure_inprocess(models, args.inprocess_s)
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         runner=describe_runner(command),
         command="make bench  # = .venv/bin/python -m benchmarks.run",
         duration_s=time.perf_counter() - started,
+        load_average=(load_before[0], os.getloadavg()[0]),
     )
     write_report(measurements, args.out)
     (args.results / "results.json").write_text(json.dumps(_jsonable(measurements), indent=2))
@@ -117,7 +119,12 @@ def _measure_served(
         for protocol in PROTOCOLS:
             for concurrency in concurrencies:
                 _say(f"{model.name} {protocol} concurrency {concurrency}")
+                cpu_s, requests = server.cpu_s(), server.success_count(model.name)
                 result = _perf(server, model, protocol, concurrency, command, args)
+                answered = server.success_count(model.name) - requests
+                if answered > 0:
+                    cpu_us = (server.cpu_s() - cpu_s) / answered * 1e6
+                    result = dataclasses.replace(result, server_cpu_us=cpu_us)
                 served.setdefault(model.name, {}).setdefault(protocol, {})[concurrency] = result
     return served
 

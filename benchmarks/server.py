@@ -44,6 +44,16 @@ class ServerProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS in /proc status")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used so far (user + system, all threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def success_count(self, model: str) -> int:
+        """Requests the model has answered successfully (from its Triton statistics)."""
+        stats = self.get_json(f"/v2/models/{model}/stats")
+        return sum(int(m["inference_stats"]["success"]["count"]) for m in stats["model_stats"])
+
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.http_url + path, timeout=5) as answer:  # noqa: S310  # our own loopback server
             return json.load(answer)
