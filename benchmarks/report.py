@@ -82,6 +82,7 @@ def write_report(m: Measurements, path: Path) -> None:
         "",
         *_goals_table(m),
         "",
+        *_overhead(m),
         *_notes(m),
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -199,6 +200,38 @@ def _latency_goals(m: Measurements) -> list[str]:
                 f"< {ADDED_LATENCY_MS} ms | {added:.2f} ms | {_yes(added < ADDED_LATENCY_MS)} |"
             )
     return rows
+
+
+def _overhead(m: Measurements) -> list[str]:
+    """Per-request server CPU beyond the model's own compute, at 8 clients (from the CPU
+    column and the in-process cost of one row in a batch of 8)."""
+    lines = []
+    for name, protocols in m.served.items():
+        row_us = m.inprocess[name][8].batch_ms * 1000 / 8
+        parts = []
+        for protocol, results in protocols.items():
+            r = results.get(8)
+            if r is not None and r.server_cpu_us is not None:
+                parts.append(f"{protocol} {r.server_cpu_us - row_us:,.0f} µs")
+        if parts:
+            lines.append(
+                f"- {name}: one row costs {row_us:,.0f} µs of compute in a batch of 8; "
+                f"the server spends beyond that per request: {', '.join(parts)}."
+            )
+    if not lines:
+        return []
+    return [
+        "## Where the time goes",
+        "",
+        "Server CPU per request at 8 clients, less the model's compute for one row:",
+        "",
+        *lines,
+        "",
+        "That remainder is the transport (HTTP parsing or gRPC's C core and its asyncio",
+        "bridge), decoding, validation, batching hand-offs and encoding; on one core it, not",
+        "the model, sets the ceiling for small models.",
+        "",
+    ]
 
 
 def _notes(m: Measurements) -> list[str]:
