@@ -121,7 +121,8 @@ def rebuild_module(registry: Registry, source: SourceVersion) -> ServingModule:
 
 def spec_yaml(spec: Spec) -> bytes:
     """A spec as the YAML file stored with a version."""
-    return yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()
+    text: str = yaml.safe_dump(spec.to_dict(), sort_keys=False)
+    return text.encode()
 
 
 def weights_bytes(module: ServingModule) -> bytes:
