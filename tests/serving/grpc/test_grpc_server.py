@@ -362,15 +362,18 @@ async def test_stream_answers_in_order_and_survives_a_failed_request(
     ]
 
 
-@pytest.mark.parametrize("method", ["RepositoryIndex", "RepositoryModelLoad"])
-async def test_repository_rpcs_are_unimplemented(
+async def test_repository_index_lists_loaded_versions(
+    triton: triton_aio.InferenceServerClient,
+) -> None:
+    index = await triton.get_model_repository_index()
+    assert [(m.name, m.version, m.state) for m in index.models] == [("iris", "1", "READY")]
+
+
+@pytest.mark.parametrize("method", ["RepositoryModelLoad", "RepositoryModelUnload"])
+async def test_repository_load_and_unload_are_unimplemented(
     stub: pb_grpc.GRPCInferenceServiceStub, method: str
 ) -> None:
-    request = (
-        pb.RepositoryIndexRequest()
-        if method == "RepositoryIndex"
-        else (pb.RepositoryModelLoadRequest(model_name="iris"))
-    )
+    request = getattr(pb, f"{method}Request")(model_name="iris")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await getattr(stub, method)(request)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -48,6 +48,17 @@ def encode_model_statistics(stats: dict[str, Any]) -> pb.ModelStatisticsResponse
     return message
 
 
+def encode_repository_index(stats: dict[str, Any]) -> pb.RepositoryIndexResponse:
+    """The `RepositoryIndex` answer: each version in a statistics document, as READY."""
+    index = pb.RepositoryIndexResponse.ModelIndex
+    return pb.RepositoryIndexResponse(
+        models=[
+            index(name=str(m["name"]), version=str(m["version"]), state="READY")
+            for m in stats.get("model_stats", [])
+        ]
+    )
+
+
 def _tensor_metadata(
     specs: Iterable[TensorSpec],
 ) -> list[pb.ModelMetadataResponse.TensorMetadata]:

@@ -19,6 +19,7 @@ from maas.serving.grpc.documents import (
     encode_model_config,
     encode_model_metadata,
     encode_model_statistics,
+    encode_repository_index,
     encode_server_metadata,
 )
 from maas.serving.grpc.status import grpc_status
@@ -126,7 +127,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
-        await _unimplemented(context, "RepositoryIndex")
+        """Every loaded version, READY (a version is listed only once it is loaded)."""
+        try:
+            stats = self._data_plane.model_statistics(None, None)
+            return encode_repository_index(stats)
+        except Exception as err:
+            await abort(context, err)
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
