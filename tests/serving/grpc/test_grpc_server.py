@@ -107,6 +107,7 @@ async def test_model_config_reads_as_triton_config(
         ("label", model_config_pb2.TYPE_INT64, []),
     ]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 1024
     assert [(g.count, g.kind) for g in config.instance_group] == [
         (1, model_config_pb2.ModelInstanceGroup.KIND_CPU)
     ]
