@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     _say("in-process onnxruntime, 1 thread, core 0")
     inprocess = _measure_inprocess(models, args.inprocess_s)
     _say("fetching perf_analyzer (cached after the first run)")
-    command = perf_analyzer_command(args.results / "tools")
+    try:
+        command = perf_analyzer_command(args.results / "tools")
+    except (RuntimeError, OSError, StopIteration) as err:
+        _say(f"perf_analyzer is not available, so nothing was served or measured: {err}")
+        return 1
 
     with tempfile.TemporaryDirectory(prefix="maas-bench-") as tmp:
         home = Path(tmp)
