@@ -20,16 +20,29 @@ _LENGTH = struct.Struct("<I")
 MAX_DIMS = 16  # no real model has more; refuses absurd shapes before any allocation
 
 
+# v2 datatype -> little-endian numpy dtype, and back; looked up on every request.
+DTYPES: dict[str, np.dtype[Any]] = {
+    v2: np.dtype(name).newbyteorder("<") if np.dtype(name).itemsize > 1 else np.dtype(name)
+    for v2, name in V2_TO_NUMPY.items()
+}
+V2_OF_DTYPE: dict[np.dtype[Any], str] = {
+    **{np.dtype(name): v2 for v2, name in V2_TO_NUMPY.items()},
+    **{dtype: v2 for v2, dtype in DTYPES.items()},
+}
+
+
 def numpy_dtype(datatype: str, name: str) -> np.dtype[Any]:
     """The numpy dtype of a v2 datatype (little-endian), or InvalidInput naming the tensor."""
-    try:
-        dtype = np.dtype(V2_TO_NUMPY[datatype])
-    except KeyError:
+    dtype = DTYPES.get(datatype)
+    if dtype is None:
         known = ", ".join(V2_TO_NUMPY)
-        raise InvalidInput(
-            f'tensor "{name}" has unknown datatype {datatype!r}; use one of {known}'
-        ) from None
-    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+        raise InvalidInput(f'tensor "{name}" has unknown datatype {datatype!r}; use one of {known}')
+    return dtype
+
+
+def v2_datatype(dtype: np.dtype[Any]) -> str:
+    """The v2 datatype of a numpy dtype (object arrays and strings are BYTES)."""
+    return V2_OF_DTYPE.get(dtype, "BYTES")
 
 
 def parse_shape(value: Any, name: str) -> tuple[int, ...]:
@@ -105,8 +118,10 @@ def decode_raw(
             f"[{', '.join(str(d) for d in shape)}] of {datatype} needs {expected}"
         )
     array = np.frombuffer(raw, dtype=dtype)
-    if dtype.alignment > 1 and array.ctypes.data % dtype.alignment:
-        array = array.copy()  # an odd offset in the body; the runtime wants aligned memory
+    if dtype.alignment > 1 and not array.flags.aligned:
+        # An odd offset in the body; the runtime wants aligned memory. bytes() copies without
+        # releasing the GIL (numpy's copy would, handing it to a worker thread mid-request).
+        array = np.frombuffer(bytes(raw), dtype=dtype)
     return array
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import maas
 from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound
 from maas.metrics.prometheus import UNKNOWN_MODEL, ServingMetrics
+from maas.protocol.tensors import v2_datatype
 from maas.protocol.types import (
     InferRequest,
     InferResponse,
@@ -27,7 +28,6 @@ from maas.protocol.types import (
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
 from maas.serving.validation import check_inputs, check_outputs
-from maas.signature import NUMPY_TO_V2
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,7 @@ def build_output(
     if output.classification > 0:
         strings = classify(array, output.classification, labels)
         return InferTensor(output.name, "BYTES", strings.shape, strings)
-    datatype = NUMPY_TO_V2.get(array.dtype.name, "BYTES")
-    return InferTensor(output.name, datatype, array.shape, array)
+    return InferTensor(output.name, v2_datatype(array.dtype), array.shape, array)
 
 
 def classify(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> np.ndarray:

@@ -51,6 +51,7 @@ class RestServer:
             log_config=None,
             log_level="warning",
             server_header=False,
+            proxy_headers=False,  # no proxy in front by default; saves a middleware per request
             timeout_graceful_shutdown=5,
         )
         config.load()
