@@ -187,6 +187,7 @@ def test_registry_encrypt_and_rotate(
     assert "no key is configured" in no_key.err
 
 
+@pytest.mark.slow
 def test_sign_and_require_signatures(
     capsys: pytest.CaptureFixture[str],
     registered: Path,
