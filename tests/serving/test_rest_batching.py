@@ -16,7 +16,7 @@ from maas.batching.batcher import Batcher
 from maas.batching.policy import BatchPolicy
 from maas.metrics.prometheus import ServingMetrics
 from maas.registry.store import Registry
-from maas.runtime.runner import ModelRunner
+from maas.runtime.runner import ModelRunner, Runner
 from maas.serving.dataplane import DataPlane
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
@@ -93,22 +93,58 @@ class GatedRunner:
         return self.runner.infer(inputs)
 
 
+class CrashingRunner:
+    """A model that crashes on every input (stands in for a broken kernel)."""
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("segfault in kernel 7")
+
+
+def plane_with_runner(registry: Registry, runner: Runner, policy: BatchPolicy) -> DataPlane:
+    """A data plane serving iris:1 through `runner` (the public pieces, assembled by hand)."""
+    mv = registry.get("iris")
+    metrics = ServingMetrics(CollectorRegistry())
+    version_metrics = metrics.for_version("iris", "1")
+    batcher = Batcher([runner], policy, observer=version_metrics, name="iris:1")
+    batcher.start()
+    loaded = LoadedVersion(mv, policy, batcher, version_metrics, is_batchable=True)
+    return DataPlane(ModelRepository([loaded]), metrics, ServingConfig())
+
+
 @pytest.fixture
 def gated(registry: Registry) -> Iterator[tuple[DataPlane, GatedRunner]]:
-    mv = registry.get("iris")
-    runner = ModelRunner(registry.read_artifact(mv), name="iris:1")
+    runner = ModelRunner(registry.read_artifact(registry.get("iris")), name="iris:1")
     runner.load()
     gated_runner = GatedRunner(runner)
     policy = BatchPolicy(max_batch_size=4, max_queue_size=1, max_queue_delay_us=0)
-    metrics = ServingMetrics(CollectorRegistry())
-    version_metrics = metrics.for_version("iris", "1")
-    batcher = Batcher([gated_runner], policy, observer=version_metrics, name="iris:1")
-    batcher.start()
-    loaded = LoadedVersion(mv, policy, batcher, version_metrics, is_batchable=True)
-    data_plane = DataPlane(ModelRepository([loaded]), metrics, ServingConfig())
+    data_plane = plane_with_runner(registry, gated_runner, policy)
     yield data_plane, gated_runner
     gated_runner.gate.set()
     data_plane.close()
+
+
+async def test_model_crash_gives_500_with_the_request_id_and_logs_the_cause(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_plane = plane_with_runner(registry, CrashingRunner(), BatchPolicy())
+    server = RestServer(data_plane, port=0)
+    await server.start()
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1] * 4}]}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            reply = await http.post(
+                "/v2/models/iris/infer", json=body, headers={"X-Request-ID": "crash-1"}
+            )
+            assert (await http.get("/v2/health/live")).status_code == 200
+    finally:
+        await server.stop()
+        data_plane.close()
+    assert reply.status_code == 500
+    assert reply.headers["x-request-id"] == "crash-1"
+    assert reply.json() == {"error": "internal error; request id crash-1"}
+    assert "segfault" not in reply.text
+    logged = "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert "segfault in kernel 7" in logged
 
 
 @pytest.fixture
