@@ -14,6 +14,7 @@ from typing import Any
 
 from maas.errors import EncryptionError, IntegrityError, ModelNotFound
 from maas.registry.store import Registry
+from maas.registry.versions import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ class CheckReport:
         }
 
 
+def _read(registry: Registry, mv: ModelVersion, filename: str | None) -> bytes:
+    """The version's artifact (filename None) or one of its files, verified."""
+    if filename is None:
+        return registry.read_artifact(mv)
+    return registry.read_file(mv, filename)
+
+
 def check_registry(registry: Registry) -> CheckReport:
     """Read back every version's artifact and files and every alias; report what is wrong.
 
@@ -63,14 +71,12 @@ def check_registry(registry: Registry) -> CheckReport:
         for mv in found.values():
             versions += 1
             referenced.update([mv.digest, *mv.files.values()])
-            reads = [("model.onnx", lambda mv=mv: registry.read_artifact(mv))]
-            reads += [(f, lambda mv=mv, f=f: registry.read_file(mv, f)) for f in sorted(mv.files)]
-            for name, read in reads:
+            for filename in (None, *sorted(mv.files)):
                 files += 1
                 try:
-                    read()
+                    _read(registry, mv, filename)
                 except (IntegrityError, EncryptionError, ModelNotFound) as err:
-                    problems.append(f"{mv.ref} {name}: {err}")
+                    problems.append(f"{mv.ref} {filename or 'model.onnx'}: {err}")
         for alias, version in sorted(summary.aliases.items()):
             if version not in found:
                 problems.append(f"{summary.name}@{alias} points at missing version {version}")

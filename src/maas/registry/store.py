@@ -441,10 +441,17 @@ class Registry:
         self, old_ciphers: Sequence[ArtifactCipher] = (), actor: str | None = None
     ) -> ReencryptReport:
         """Store every artifact under the configured key (see `ArtifactStore.reencrypt`)."""
+        # The files are rewritten outside any transaction (it may take long); registrations wait
+        # on the store's lock meanwhile, not on the database.
         with self._artifacts.lock(exclusive=True):
-            report = self._audited(
-                actor, "encrypt", "artifacts", lambda _c: self._artifacts.reencrypt(old_ciphers)
-            )
+            try:
+                report = self._artifacts.reencrypt(old_ciphers)
+            except MaasError as err:
+                with self._engine.begin() as conn:
+                    self._audit(conn, actor, "encrypt", "artifacts", err.code.value)
+                raise
+        with self._engine.begin() as conn:
+            self._audit(conn, actor, "encrypt", "artifacts", "ok")
         log.info("artifacts.reencrypted", extra={"rotated": report.rotated})
         return report
 

@@ -99,7 +99,8 @@ def sign_version(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     signature = signer.sign(signing.Payload(_manifest(mv)))
-    bundle: str = signature.bundle.to_json()
+    # The key signer returns a sigstore_pb.Signature, which holds the bundle.
+    bundle: str = signature.bundle.to_json()  # type: ignore[attr-defined]
     key_id = public_key_id(public_pem)
     registry.add_signature(mv, bundle, key_id, actor)
     log.info("version.signed", extra={"ref": mv.ref, "key_id": key_id})
