@@ -469,6 +469,19 @@ class Registry:
         """
         return self._audited(actor, action, target, work)
 
+    def record_audit(
+        self,
+        actor: str | None,
+        action: str,
+        target: str,
+        outcome: str = "ok",
+        source: str | None = None,
+    ) -> None:
+        """Append one audit row for an action done outside the registry (a server loading a
+        version, a refused management call); `source` overrides the registry's (`rest`, `grpc`)."""
+        with self._engine.begin() as conn:
+            self._audit(conn, actor, action, target, outcome, source)
+
     def read_rows(self, work: Callable[[sa.Connection], T]) -> T:
         """Run the read-only `work` in one transaction on the registry's database."""
         with self._engine.begin() as conn:
@@ -508,7 +521,13 @@ class Registry:
             raise
 
     def _audit(
-        self, conn: sa.Connection, actor: str | None, action: str, target: str, outcome: str
+        self,
+        conn: sa.Connection,
+        actor: str | None,
+        action: str,
+        target: str,
+        outcome: str,
+        source: str | None = None,
     ) -> None:
         conn.execute(
             sa.insert(schema.audit).values(
@@ -517,6 +536,6 @@ class Registry:
                 action=action,
                 target=target,
                 outcome=outcome,
-                source=self._source,
+                source=source or self._source,
             )
         )
