@@ -301,6 +301,41 @@ MALFORMED: dict[str, tuple[Callable[[], pb.ModelInferRequest], grpc.StatusCode, 
         grpc.StatusCode.INVALID_ARGUMENT,
         "model_name",
     ),
+    "zero rows": (
+        lambda: raw_request(np.zeros((0, FEATURES), dtype=np.float32)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "row",
+    ),
+    "input given twice": (
+        lambda: pb.ModelInferRequest(
+            model_name="iris",
+            inputs=[Tensor(name="input", datatype="FP32", shape=[1, FEATURES])] * 2,
+            raw_input_contents=[b"\0" * 16] * 2,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "twice",
+    ),
+    "unknown input": (
+        lambda: pb.ModelInferRequest(
+            model_name="iris",
+            inputs=[
+                Tensor(name="input", datatype="FP32", shape=[1, FEATURES]),
+                Tensor(name="zzz", datatype="FP32", shape=[1, FEATURES]),
+            ],
+            raw_input_contents=[b"\0" * 16] * 2,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "zzz",
+    ),
+    "huge shape with little data": (
+        lambda: pb.ModelInferRequest(
+            model_name="iris",
+            inputs=[Tensor(name="input", datatype="FP32", shape=[2**40, FEATURES])],
+            raw_input_contents=[b"\0" * 16],
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "16 bytes",
+    ),
     "unknown model": (
         lambda: raw_request(rows_of(1), model_name="nope"),
         grpc.StatusCode.NOT_FOUND,
