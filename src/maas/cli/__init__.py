@@ -36,6 +36,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "registry",
         "Check the registry, encrypt artifacts at rest, rotate the key.",
     ),
+    "optimize": (
+        "maas.cli.optimize",
+        "optimize",
+        "Quantize or prune a version; register it if it passes the accuracy gate.",
+    ),
+    "evaluate": (
+        "maas.cli.evaluate",
+        "evaluate",
+        "Accuracy, calibration, speed, size and memory of versions, with an HTML report.",
+    ),
+    "explain": (
+        "maas.cli.explain",
+        "explain",
+        "Per-feature attributions of a prediction (occlusion or integrated gradients).",
+    ),
     "serve": (
         "maas.cli.serve",
         "serve",
