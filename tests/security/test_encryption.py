@@ -67,15 +67,19 @@ def test_without_the_key_or_with_another_key_the_error_is_clear(
     with Registry(registry_url, artifacts_dir, cipher=cipher) as reg:
         mv = register(reg, classifier)
     before = artifact_files(artifacts_dir)
-    with Registry(registry_url, artifacts_dir) as no_key, pytest.raises(
-        EncryptionError, match=f"encrypted with key {cipher.key_id}, but no key"
+    with (
+        Registry(registry_url, artifacts_dir) as no_key,
+        pytest.raises(EncryptionError, match=f"encrypted with key {cipher.key_id}, but no key"),
     ):
         no_key.read_artifact(mv)
     other = new_cipher()
-    with Registry(registry_url, artifacts_dir, cipher=other) as wrong, pytest.raises(
-        EncryptionError,
-        match=f"digits@1 \\(model.onnx\\) is encrypted with key {cipher.key_id}, "
-        f"the configured key is {other.key_id}",
+    with (
+        Registry(registry_url, artifacts_dir, cipher=other) as wrong,
+        pytest.raises(
+            EncryptionError,
+            match=f"digits@1 \\(model.onnx\\) is encrypted with key {cipher.key_id}, "
+            f"the configured key is {other.key_id}",
+        ),
     ):
         wrong.read_artifact(mv)
     assert artifact_files(artifacts_dir) == before  # nothing was touched
