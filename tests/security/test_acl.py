@@ -57,6 +57,9 @@ def test_authorize_names_the_missing_scope() -> None:
     with pytest.raises(PermissionDenied, match="lacks the scope admin"):
         authorize_endpoint(principal("infer:*"), "repository_load")
     authorize(principal("infer:digits"), Action.INFER, "digits")  # no error
+    authorize(principal("infer:digits"), "read", "digits")
+    with pytest.raises(PermissionDenied, match="lacks the scope admin"):
+        authorize(principal("infer:digits"), "admin")
 
 
 def test_anonymous_principal_may_do_everything() -> None:

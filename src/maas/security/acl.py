@@ -146,12 +146,19 @@ def allows(scopes: frozenset[str], action: Action, model: str | None = None) -> 
     return False
 
 
-def authorize(principal: Principal, action: Action, model: str | None = None) -> None:
+def authorize(principal: Principal, action: Action | str, model: str | None = None) -> None:
     """Let the call through, or raise PermissionDenied naming the scope it needs.
+
+    Args:
+        principal: who calls.
+        action: an Action or its value (`infer`, `read`, `admin`, `metrics`, ...).
+        model: the model the call is about (None: not about one model).
 
     Raises:
         PermissionDenied: the principal's scopes do not cover `action` on `model`.
+        ValueError: `action` names no Action (a caller's bug).
     """
+    action = Action(action)
     if allows(principal.scopes, action, model):
         return
     if action is Action.ADMIN or action is Action.METRICS:
