@@ -8,6 +8,7 @@ swap it atomically while requests read the old one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class LoadedVersion:
     def version(self) -> str:
         return str(self.model.version)
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         """`name:version`, the way error messages name it."""
         return f"{self.model.name}:{self.model.version}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -30,7 +31,7 @@ def check_inputs(
         InvalidInput: missing, unknown or repeated inputs; a batch over `max_batch_size`.
         ShapeMismatch: a datatype, rank, fixed dimension or element count that does not fit.
     """
-    specs = {spec.name: spec for spec in signature.inputs}
+    specs = input_specs(signature)
     arrays: dict[str, np.ndarray] = {}
     for tensor in request.inputs:
         spec = specs.get(tensor.name)
@@ -51,6 +52,12 @@ def check_inputs(
             f"{max_batch_size}); split the request"
         )
     return arrays, rows
+
+
+@functools.lru_cache(maxsize=256)
+def input_specs(signature: Signature) -> dict[str, TensorSpec]:
+    """The signature's inputs by name (cached: it is looked up on every request)."""
+    return {spec.name: spec for spec in signature.inputs}
 
 
 def check_tensor(tensor: InferTensor, spec: TensorSpec, label: str) -> np.ndarray:
