@@ -257,6 +257,15 @@ def _notes(m: Measurements) -> list[str]:
         "  average above): with a load average over 2 the served numbers come out lower and",
         "  noisier than on an idle machine.",
         "- Raw perf_analyzer CSVs and `results.json` are in `bench-results/` (not committed).",
+        "",
+        "## Running it",
+        "",
+        "`make bench` needs `taskset` and two cores. The first run fetches perf_analyzer's wheel",
+        "from PyPI and, when the system glibc is older than 2.38, Debian 13's `libc6`,",
+        "`libstdc++6` and `libgcc-s1` through apt-get with a private configuration; both are",
+        "unpacked under `bench-results/tools/` and reused afterwards. Nothing is installed",
+        "system-wide. A run takes about five minutes; `--window-ms`, `--inprocess-s` and",
+        "`--concurrency` (see `python -m benchmarks.run --help`) make it shorter.",
     ]
 
 
