@@ -7,6 +7,10 @@ around an in-toto statement, exactly what `model_signing sign key` produces for 
 verifies with `model_signing verify key` on a downloaded copy. The manifest is built from the
 recorded digests (no plaintext touches the disk); the artifact bytes themselves are checked against
 those digests on every load. Keys are elliptic-curve keys (P-256, P-384, P-521) in PEM files.
+
+model_signing's public API signs and verifies folders on disk; to sign recorded digests instead,
+this module uses its key signer, verifier and manifest classes directly (`model_signing._signing`,
+`manifest._FileSerialization`), which is why the dependency is pinned below 2.
 """
 
 from __future__ import annotations
