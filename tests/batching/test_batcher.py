@@ -226,3 +226,27 @@ def test_merge_and_split_rows_round_trip() -> None:
     assert merge_rows(parts[:1]) is parts[0]
     with pytest.raises(RunnerError, match="5 rows for a batch of 6"):
         split_rows({"a": rows(5)}, [2, 1, 3])
+
+
+async def test_idle_instance_tops_up_while_another_computes(runner: ModelRunner) -> None:
+    busy, topping = HeldRunner(runner), HeldRunner(runner)
+    topping.gate.set()  # the second instance runs as soon as it has its batch
+    recorder = Recorder()
+    policy = BatchPolicy(
+        max_batch_size=8, preferred_batch_sizes=(3,), max_queue_delay_us=1_000_000, instances=2
+    )
+    batcher = Batcher([busy, topping], policy, observer=recorder)
+    batcher.start()
+    try:
+        first = asyncio.create_task(batcher.infer({"input": rows(1)}, 1))
+        assert await asyncio.to_thread(busy.entered.wait, 10)  # instance 1 is computing
+        rest = [asyncio.create_task(batcher.infer({"input": rows(1, i)}, 1)) for i in range(3)]
+        await asyncio.gather(*rest)
+        busy.gate.set()
+        await first
+    finally:
+        batcher.stop()
+    assert busy.calls == [1]
+    # instance 2 waited (within the window) to fill its preferred size of 3 instead of running 1
+    assert topping.calls == [3]
+    assert sorted(t.size for t in recorder.timings) == [1, 3]
