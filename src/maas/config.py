@@ -140,7 +140,10 @@ def load_serve_file(path: Path) -> ServeFile:
     try:
         return ServeFile.model_validate(doc)
     except ValidationError as err:
-        raise InvalidInput(f"serve file {path} is invalid: {err}") from err
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise InvalidInput(f"serve file {path} is invalid: {problems}") from err
 
 
 class Settings(BaseSettings):

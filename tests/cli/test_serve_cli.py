@@ -85,3 +85,21 @@ def test_serve_unknown_model_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nope" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_a_bad_serve_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("models:\n  iris: {max_batch: 3}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "maas", "serve", "--config", str(config)],
+        env={**os.environ, "MAAS_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: serve file {config} is invalid: models.iris.max_batch: "
+        "Extra inputs are not permitted"
+    ]
