@@ -169,6 +169,7 @@ async def test_full_queue_answers_503_at_once(
         third = await http.post("/v2/models/iris/infer", json=body)
         assert third.status_code == 503
         assert "queue is full" in third.json()["error"]
+        assert third.headers["retry-after"] == "1"
         runner.gate.set()
         assert (await first).status_code == 200
         assert (await second).status_code == 200

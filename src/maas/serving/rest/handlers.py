@@ -53,8 +53,13 @@ def json_reply(doc: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(doc))
 
 
+RETRY_AFTER_S = b"1"  # an overloaded queue drains within about a second at serving rates
+
+
 def error_reply(status: int, message: str) -> Reply:
-    return Reply(status, orjson.dumps({"error": message}))
+    """`{"error": message}`; a 503 also says when to retry."""
+    headers = ((b"retry-after", RETRY_AFTER_S),) if status == 503 else ()
+    return Reply(status, orjson.dumps({"error": message}), headers=headers)
 
 
 class Handlers:
