@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,12 @@ def train_into(home: Path, spec: dict[str, Any]) -> tuple[Settings, ModelVersion
     result = train(parse_spec(spec), settings)
     assert result.version is not None
     return settings, result.version
+
+
+@dataclass(frozen=True)
+class TrainedHome:
+    """A MAAS_HOME holding a trained version and an optimized child of it."""
+
+    home: Path
+    parent: ModelVersion
+    child: ModelVersion
