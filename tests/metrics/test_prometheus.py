@@ -45,7 +45,7 @@ def test_queue_depth_and_models_loaded_are_read_at_scrape_time() -> None:
     registry = CollectorRegistry()
     metrics = ServingMetrics(registry)
     depth = [3]
-    metrics.queue_depth.labels("m", "1").set_function(lambda: float(depth[0]))
+    metrics.for_version("m", "1").watch_queue(lambda: float(depth[0]))
     metrics.models_loaded.set(2)
     body, content_type = metrics.exposition()
     assert content_type.startswith("text/plain")

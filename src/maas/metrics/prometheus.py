@@ -87,12 +87,8 @@ class ServingMetrics:
             "maas_models_loaded", "Model versions loaded and serving.", registry=registry
         )
 
-    def for_version(
-        self, model: str, version: str, queue_depth: Callable[[], float] | None = None
-    ) -> VersionMetrics:
+    def for_version(self, model: str, version: str) -> VersionMetrics:
         """The metric children and statistics of one loaded version."""
-        if queue_depth is not None:
-            self.queue_depth.labels(model, version).set_function(queue_depth)
         return VersionMetrics(self, model, version)
 
     def count_request(self, model: str, version: str, protocol: str, code: str) -> None:
@@ -117,6 +113,10 @@ class VersionMetrics:
         self._compute_duration = metrics.compute_duration.labels(model, version)
         self._batch_size = metrics.batch_size.labels(model, version)
         self._counters: dict[tuple[str, str], Counter] = {}
+
+    def watch_queue(self, depth: Callable[[], float]) -> None:
+        """Report `depth()` as this version's `maas_queue_depth`, read at scrape time."""
+        self._metrics.queue_depth.labels(self._model, self._version).set_function(depth)
 
     def on_batch(self, timing: BatchTiming) -> None:
         """Record one batch (called on a worker thread)."""

@@ -199,9 +199,7 @@ def load_version(
         _warm_up(runner, mv.signature)
     version_metrics = metrics.for_version(mv.name, str(mv.version))
     batcher = Batcher(runners, policy, observer=version_metrics, name=label)
-    metrics.queue_depth.labels(mv.name, str(mv.version)).set_function(
-        lambda: float(batcher.queue_depth)
-    )
+    version_metrics.watch_queue(lambda: float(batcher.queue_depth))
     batcher.start()
     log.info("version.loaded", extra={"model": mv.name, "version": mv.version})
     return LoadedVersion(mv, policy, batcher, version_metrics, is_batchable)
