@@ -101,3 +101,17 @@ signatures = sa.Table(
 
 sa.Index("ix_api_keys_name", api_keys.c.name)
 sa.Index("ix_signatures_version", signatures.c.version_id)
+
+# -- serving routes (migration 0003) -----------------------------------------------------------
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("split", sa.JSON, nullable=False),  # [[target, weight], ...]; target: alias or N
+    sa.Column("guard", sa.JSON, nullable=True),  # RouteGuard fields; None: unguarded
+    sa.Column("shadow", sa.String(128), nullable=True),  # target that gets copies of requests
+    sa.Column("tripped", sa.JSON, nullable=False),  # target -> why its guard took it out
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=True),
+)
