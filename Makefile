@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/maas train examples/digits-cnn.yaml
 	$(BIN)/maas models show digits-cnn@latest
+	$(BIN)/python examples/quickstart_demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -84,11 +84,12 @@ def train(spec_file: Path, resume: bool, no_register: bool, as_json: bool, quiet
     through onnxruntime) and only then registered as a new version of `name`.
     """
     from maas.config import load_settings
-    from maas.pipeline import run_dir_for
-    from maas.pipeline import train as run_training
     from maas.train.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file)  # a bad spec is refused here, before torch is imported
+    from maas.pipeline import run_dir_for
+    from maas.pipeline import train as run_training
+
     settings = load_settings()
     console = Console(stderr=True, quiet=quiet or as_json)
     console.print(f"training [bold]{spec.name}[/] ({spec.model.kind} on {spec.data.source})")
