@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 from maas.config import Settings
+from maas.errors import InvalidInput
 from maas.evaluate.timing import open_session
 from maas.optimize import quantize as q
 from maas.optimize.gate import AccuracyGateFailed
@@ -51,6 +52,9 @@ def test_static_int8_with_size_objective_is_registered_with_its_parent(
     ops = {n.op_type for n in onnx.load_from_string(artifact).graph.node}
     assert "DequantizeLinear" in ops
     assert "weights.safetensors" in child.files
+    # An int8 version is not quantized (or pruned) again: the message points at its parent.
+    with pytest.raises(InvalidInput, match=f"already int8; quantize {parent.ref} instead"):
+        quantize_version(registry, child.name, child.version, QuantizeRequest("static"))
 
 
 def test_latency_objective_registers_only_a_faster_variant(

@@ -99,6 +99,18 @@ def load_source(registry: Registry, name: str, ref: str | int) -> SourceVersion:
     )
 
 
+def require_float(mv: ModelVersion, action: str) -> None:
+    """Refuse to quantize or prune a version that is already int8 (work from its fp32 parent).
+
+    Raises:
+        InvalidInput: the version's precision is int8 or int8-partial.
+    """
+    precision = str(mv.lineage.get("precision", "fp32"))
+    if precision != "fp32":
+        parent = mv.lineage.get("parent_ref", "its fp32 parent")
+        raise InvalidInput(f"{mv.ref} is already {precision}; {action} {parent} instead")
+
+
 def rebuild_module(registry: Registry, source: SourceVersion) -> ServingModule:
     """The version's PyTorch ServingModule, rebuilt from its spec and stored weights.
 

@@ -54,6 +54,7 @@ from maas.optimize.source import (
     SourceVersion,
     load_source,
     rebuild_module,
+    require_float,
     spec_yaml,
     weights_bytes,
 )
@@ -200,6 +201,7 @@ def quantize_version(
         InvalidInput: the version has no training spec, or an option is invalid.
         AccuracyGateFailed: no candidate keeps accuracy within the gate.
     """
+    require_float(registry.get(name, ref), "quantize")
     source = load_source(registry, name, ref)
     parent, candidates = _candidates(source, request)
     timed = time_models([parent, *candidates], source.test_x)
@@ -353,6 +355,7 @@ def prune_version(
         AccuracyGateFailed: the pruned model lost more accuracy than allowed.
     """
     check_amount(request.amount)
+    require_float(registry.get(name, ref), "prune")
     source = load_source(registry, name, ref)
     pruned = _prune_core(registry, source, request)
     onnx_bytes, module = _export_pruned(pruned, source)
