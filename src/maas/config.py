@@ -48,6 +48,12 @@ class ServeSettings(BaseSettings):
     instances: int = Field(default=1, ge=1, le=256)
     intra_op_threads: int = Field(default=1, ge=1, le=256)
     max_queue_size: int = Field(default=1024, ge=1)
+    poll_interval_s: float = Field(
+        default=2.0, ge=0, le=3600, description="registry poll for new versions; 0: never"
+    )
+    grace_period_s: float = Field(
+        default=30.0, ge=0, le=3600, description="on SIGTERM, time in-flight requests get"
+    )
 
 
 class SecuritySettings(BaseSettings):
@@ -93,12 +99,28 @@ class SecuritySettings(BaseSettings):
     )
 
 
+class VersionPolicyConfig(BaseModel):
+    """Which versions of a model a server keeps loaded (besides those its aliases point at).
+
+    Give one of `latest: N` (the N newest), `specific: [1, 3]` or `all: true`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    latest: int | None = Field(default=None, ge=1, le=1000)
+    specific: list[int] | None = None
+    all: bool = False
+
+
 class ModelServeConfig(BaseModel):
     """One model's entry in a serve file: which version to serve and its batching policy."""
 
     model_config = ConfigDict(extra="forbid")
 
     ref: str | None = Field(default=None, description="version, alias or latest")
+    versions: VersionPolicyConfig | None = Field(
+        default=None, description="versions kept loaded: {latest: N}, {specific: [..]}, {all: true}"
+    )
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_queue_delay_us: int | None = Field(default=None, ge=0, le=1_000_000)
     preferred_batch_sizes: list[int] | None = None

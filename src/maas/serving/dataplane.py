@@ -16,6 +16,7 @@ import numpy as np
 import maas
 from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound
 from maas.metrics.prometheus import UNKNOWN_MODEL, ServingMetrics
+from maas.metrics.rollout import RolloutMetrics
 from maas.protocol.tensors import v2_datatype
 from maas.protocol.types import (
     InferRequest,
@@ -27,6 +28,7 @@ from maas.protocol.types import (
 )
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
+from maas.serving.shadow import ShadowTraffic
 from maas.serving.validation import check_inputs, check_outputs
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ EXTENSIONS = (
     "statistics",
 )
 TIMEOUT_PARAMETER = "timeout"  # request parameter, microseconds, as Triton's clients send it
+# Outcomes that count against a route guard: the server's failures, not the client's mistakes.
+GUARD_ERROR_CODES = frozenset(
+    {ErrorCode.INTERNAL.value, ErrorCode.DEADLINE_EXCEEDED.value, ErrorCode.UNAVAILABLE.value}
+)
 
 
 class DataPlane:
@@ -58,6 +64,8 @@ class DataPlane:
         self.metrics = metrics
         self.config = config
         self._is_closed = False
+        self.rollout = RolloutMetrics(metrics.registry)
+        self.shadow = ShadowTraffic(self.rollout, config.request_timeout_s)
         metrics.models_loaded.set(len(repository))
 
     # -- health and metadata -------------------------------------------------------------
@@ -99,6 +107,7 @@ class DataPlane:
             "metrics": dict(mv.metrics),
             "lineage": dict(mv.lineage),
         }
+        parameters.update(self._serving_state(name))
         return ModelMetadata(
             name=mv.name,
             versions=versions,
@@ -107,6 +116,19 @@ class DataPlane:
             outputs=mv.signature.outputs,
             parameters=parameters,
         )
+
+    def _serving_state(self, name: str) -> dict[str, Any]:
+        """The model's route and failed loads, as metadata parameters."""
+        table = self.repository.table
+        route = table.routes.get(name)
+        state: dict[str, Any] = {}
+        if route is not None:
+            split = route.picker.weights if route.picker is not None else {route.default: 100}
+            state["route"] = {"default": route.default, "split": split, "shadow": route.shadow}
+        failures = table.failures.get(name)
+        if failures:
+            state["load_failures"] = dict(failures)
+        return state
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """The version's configuration in Triton's model-config JSON form."""
@@ -172,6 +194,7 @@ class DataPlane:
             self.metrics.count_request(UNKNOWN_MODEL, "", protocol, err.code.value)
             raise
         code = "internal"
+        loaded.in_flight.count += 1
         try:
             response = await self._infer(loaded, request)
             code = "ok"
@@ -180,7 +203,10 @@ class DataPlane:
             code = err.code.value
             raise
         finally:
-            loaded.metrics.on_request(protocol, code, time.perf_counter_ns() - start_ns)
+            loaded.in_flight.count -= 1
+            duration_ns = time.perf_counter_ns() - start_ns
+            loaded.metrics.on_request(protocol, code, duration_ns)
+            self.repository.observe(loaded, code in GUARD_ERROR_CODES, duration_ns / 1e6)
 
     async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
         signature = loaded.model.signature
@@ -194,6 +220,10 @@ class DataPlane:
         requested = check_outputs(request.outputs, signature, loaded.label)
         timeout_s = request_timeout_s(request, self.config.request_timeout_s)
         results = await loaded.batcher.infer(arrays, rows, timeout_s=timeout_s)
+        if not request.model_version:
+            shadow = self.repository.shadow_for(loaded.name)
+            if shadow is not None and shadow is not loaded:
+                self.shadow.submit(shadow, arrays, rows, results)
         outputs = tuple(
             build_output(output, results[output.name], loaded.model.labels) for output in requested
         )
@@ -213,6 +243,7 @@ class DataPlane:
     def close(self) -> None:
         """Stop answering and stop every batcher (queued requests are finished first)."""
         self._is_closed = True
+        self.shadow.cancel()
         self.repository.close()
         self.metrics.models_loaded.set(0)
 

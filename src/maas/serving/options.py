@@ -6,7 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from maas.batching.policy import BatchPolicy
-from maas.config import ModelServeConfig, ServeSettings, load_serve_file
+from maas.config import (
+    ModelServeConfig,
+    ServeSettings,
+    VersionPolicyConfig,
+    load_serve_file,
+)
 
 _POLICY_FIELDS = (
     "max_batch_size",
@@ -19,6 +24,28 @@ _POLICY_FIELDS = (
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of one model stay loaded, besides every version an alias or route names.
+
+    Attributes:
+        latest: keep the N newest versions (0: none by number).
+        specific: keep these version numbers.
+        keep_all: keep every version.
+    """
+
+    latest: int = 1
+    specific: tuple[int, ...] = ()
+    keep_all: bool = False
+
+    def choose(self, numbers: list[int]) -> set[int]:
+        """The numbers to keep among the existing `numbers`."""
+        if self.keep_all:
+            return set(numbers)
+        newest = sorted(numbers)[-self.latest :] if self.latest > 0 else []
+        return set(newest) | (set(self.specific) & set(numbers))
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     """Limits and per-model batching policies of one server.
 
@@ -28,6 +55,9 @@ class ServingConfig:
         models: `NAME[@REF]` to serve when the caller names none (from a serve file).
         max_request_bytes: larger request bodies are refused (413) before decoding.
         request_timeout_s: deadline of a request that does not bring its own.
+        version_policies: model name -> which versions stay loaded (default: the newest).
+        poll_interval_s: how often a server asks the registry what changed (0: never).
+        grace_period_s: on shutdown, how long in-flight requests may take to finish.
     """
 
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
@@ -35,6 +65,13 @@ class ServingConfig:
     models: tuple[str, ...] = ()
     max_request_bytes: int = 64 * 1024 * 1024
     request_timeout_s: float = 30.0
+    version_policies: dict[str, VersionPolicy] = field(default_factory=dict)
+    poll_interval_s: float = 2.0
+    grace_period_s: float = 30.0
+
+    def version_policy_for(self, model: str) -> VersionPolicy:
+        """Which versions of `model` stay loaded."""
+        return self.version_policies.get(model, VersionPolicy())
 
     def policy_for(self, model: str) -> BatchPolicy:
         """The batching policy of `model`."""
@@ -48,11 +85,13 @@ class ServingConfig:
         base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
         max_request_bytes = serve.max_request_bytes
         request_timeout_s = serve.request_timeout_s
+        timing = {"poll_interval_s": serve.poll_interval_s, "grace_period_s": serve.grace_period_s}
         if serve.config is None:
             return cls(
                 default_policy=BatchPolicy(**base),
                 max_request_bytes=max_request_bytes,
                 request_timeout_s=request_timeout_s,
+                **timing,
             )
         doc = load_serve_file(serve.config)
         if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
@@ -64,7 +103,28 @@ class ServingConfig:
         models = tuple(
             f"{name}@{entry.ref}" if entry.ref else name for name, entry in doc.models.items()
         )
-        return cls(default, policies, models, max_request_bytes, request_timeout_s)
+        version_policies = {
+            name: _version_policy(entry.versions)
+            for name, entry in doc.models.items()
+            if entry.versions is not None
+        }
+        return cls(
+            default,
+            policies,
+            models,
+            max_request_bytes,
+            request_timeout_s,
+            version_policies,
+            **timing,
+        )
+
+
+def _version_policy(config: VersionPolicyConfig) -> VersionPolicy:
+    if config.all:
+        return VersionPolicy(latest=0, keep_all=True)
+    specific = tuple(config.specific or ())
+    latest = config.latest if config.latest is not None else (0 if specific else 1)
+    return VersionPolicy(latest=latest, specific=specific)
 
 
 def _apply(policy: BatchPolicy, entry: ModelServeConfig, *, keep: set[str]) -> BatchPolicy:

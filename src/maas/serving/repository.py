@@ -1,17 +1,17 @@
 """`ModelRepository`: which versions are loaded, each with its runners, batcher and metrics.
 
-Versions are loaded from the registry. Each model has a default version (the loaded one its
-`production` alias points at, else the highest loaded) and every loaded version is reachable by
-number. The routing table is an immutable snapshot replaced as a whole, so a later reload can
-swap it atomically while requests read the old one.
+Versions are loaded from the registry. Each model has a route for requests that name no version
+(its `production` alias, else the highest loaded, or a weighted split set in the registry) and
+every loaded version is reachable by number. The routing table is an immutable snapshot replaced
+as a whole (`install`), so the model manager swaps it atomically while requests read the old one.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -22,6 +22,7 @@ from maas.errors import MaasError, ModelNotFound, NotFound
 from maas.metrics.prometheus import ServingMetrics, VersionMetrics
 from maas.runtime.runner import ModelRunner
 from maas.serving.options import ServingConfig
+from maas.serving.routing import ModelRoute
 from maas.signature import V2_TO_NUMPY, Signature
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ class ModelCatalog(ModelSource, Protocol):
     def list_models(self) -> Sequence[NamedModel]: ...
 
 
+class InFlight:
+    """How many requests a loaded version is answering now (read by the manager to drain it)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 @dataclass(frozen=True)
 class LoadedVersion:
     """One model version ready to answer: its facts, policy, batcher and metrics."""
@@ -62,6 +72,7 @@ class LoadedVersion:
     batcher: Batcher
     metrics: VersionMetrics
     is_batchable: bool
+    in_flight: InFlight = field(default_factory=InFlight, compare=False)
 
     @property
     def name(self) -> str:
@@ -78,19 +89,45 @@ class LoadedVersion:
 
 
 @dataclass(frozen=True)
-class _Table:
+class RoutingTable:
+    """An immutable snapshot of what is served; the repository swaps it as a whole.
+
+    Attributes:
+        versions: model -> version -> loaded version.
+        routes: model -> how requests without a version are routed.
+        aliases: model -> alias -> loaded version it points at (for `/versions/{alias}`).
+        failures: model -> version -> why it could not be loaded.
+    """
+
     versions: dict[str, dict[str, LoadedVersion]]
-    defaults: dict[str, str]
+    routes: dict[str, ModelRoute]
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+TripHandler = Callable[[str, str, str], None]  # (model, route target, reason)
 
 
 class ModelRepository:
-    """The loaded versions of every served model and their default versions."""
+    """The loaded versions of every served model and how each model's requests are routed."""
 
     def __init__(self, loaded: Sequence[LoadedVersion]) -> None:
         self._table = _build_table(loaded)
+        self.on_trip: TripHandler | None = None
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table in force."""
+        return self._table
+
+    def install(self, table: RoutingTable) -> None:
+        """Swap in a new routing table (one reference assignment: requests see old or new)."""
+        self._table = table
 
     def resolve(self, name: str, version: str | None = None) -> LoadedVersion:
-        """The loaded version `version` of `name` (its default when None or empty).
+        """The loaded version `version` of `name`, or the one its route picks (None or empty).
+
+        `version` may also be an alias that points at a loaded version.
 
         Raises:
             ModelNotFound: the model is not served, or that version is not loaded.
@@ -100,14 +137,50 @@ class ModelRepository:
         if versions is None:
             raise ModelNotFound(f"model {name!r} is not served here")
         if not version:
-            return versions[table.defaults[name]]
+            return versions[table.routes[name].pick()]
         loaded = versions.get(version)
         if loaded is None:
+            aliased = table.aliases.get(name, {}).get(version)
+            if aliased is not None:
+                return versions[aliased]
             served = ", ".join(sorted(versions, key=int))
             raise ModelNotFound(
                 f"model {name!r} has no loaded version {version!r} (loaded: {served})"
             )
         return loaded
+
+    def shadow_for(self, name: str) -> LoadedVersion | None:
+        """The version that gets copies of `name`'s routed requests, if its route has one."""
+        table = self._table
+        route = table.routes.get(name)
+        if route is None or route.shadow is None:
+            return None
+        return table.versions[name].get(route.shadow)
+
+    def observe(self, loaded: LoadedVersion, is_error: bool, duration_ms: float) -> None:
+        """Feed one answer to the guard of its version; a breach takes the version out."""
+        route = self._table.routes.get(loaded.name)
+        if route is None:
+            return
+        watch = route.guards.get(loaded.version)
+        if watch is None:
+            return
+        reason = watch.observe(is_error, duration_ms)
+        if reason is None:
+            return
+        del route.guards[loaded.version]
+        if route.picker is not None:
+            route.picker.remove(loaded.version)
+        log.warning(
+            "route.guard_tripped",
+            extra={"model": loaded.name, "version": loaded.version, "reason": reason},
+        )
+        if self.on_trip is not None:
+            self.on_trip(loaded.name, route.target_of(loaded.version), reason)
+
+    def failures(self, name: str) -> dict[str, str]:
+        """Version -> why it failed to load, for model `name`."""
+        return dict(self._table.failures.get(name, {}))
 
     def model_names(self) -> list[str]:
         """Served model names, sorted."""
@@ -133,15 +206,15 @@ class ModelRepository:
             loaded.batcher.stop()
 
 
-def _build_table(loaded: Sequence[LoadedVersion]) -> _Table:
+def _build_table(loaded: Sequence[LoadedVersion]) -> RoutingTable:
     versions: dict[str, dict[str, LoadedVersion]] = {}
     for item in loaded:
         versions.setdefault(item.name, {})[item.version] = item
-    defaults: dict[str, str] = {}
+    routes: dict[str, ModelRoute] = {}
     for name, by_version in versions.items():
         aliased = [v for v, item in by_version.items() if DEFAULT_ALIAS in item.model.aliases]
-        defaults[name] = aliased[0] if aliased else max(by_version, key=int)
-    return _Table(versions, defaults)
+        routes[name] = ModelRoute(default=aliased[0] if aliased else max(by_version, key=int))
+    return RoutingTable(versions, routes)
 
 
 def parse_model_ref(text: str) -> tuple[str, str | None]:
