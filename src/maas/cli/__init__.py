@@ -51,6 +51,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "explain",
         "Per-feature attributions of a prediction (occlusion or integrated gradients).",
     ),
+    "tune": (
+        "maas.cli.tune",
+        "tune",
+        "Profile a version and pick the serving configuration for a p99 budget.",
+    ),
     "serve": (
         "maas.cli.serve",
         "serve",
