@@ -1,4 +1,4 @@
-"""Prometheus metrics of version roll-outs: loads, failed loads, swaps, guards and shadow traffic."""
+"""Prometheus metrics of roll-outs: loads, failed loads, swaps, guards and shadow traffic."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ class Route:
         """A JSON-ready document."""
         return {
             "name": self.name,
-            "split": {target: weight for target, weight in self.split},
+            "split": dict(self.split),
             "guard": self.guard.to_dict() if self.guard else None,
             "shadow": self.shadow,
             "tripped": dict(self.tripped),

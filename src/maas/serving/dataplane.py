@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
 from maas.serving.shadow import ShadowTraffic
 from maas.serving.validation import check_inputs, check_outputs
+
+if TYPE_CHECKING:
+    from maas.serving.manager import ModelManager  # it builds on this module
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class DataPlane:
         self.config = config
         self._is_closed = False
         self.rollout = RolloutMetrics(metrics.registry)
+        # Set by `maas serve` to the model manager; management endpoints answer 503 without it.
+        self.control: ModelManager | None = None
         self.shadow = ShadowTraffic(self.rollout, config.request_timeout_s)
         metrics.models_loaded.set(len(repository))
 

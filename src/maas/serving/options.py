@@ -85,13 +85,13 @@ class ServingConfig:
         base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
         max_request_bytes = serve.max_request_bytes
         request_timeout_s = serve.request_timeout_s
-        timing = {"poll_interval_s": serve.poll_interval_s, "grace_period_s": serve.grace_period_s}
         if serve.config is None:
             return cls(
                 default_policy=BatchPolicy(**base),
                 max_request_bytes=max_request_bytes,
                 request_timeout_s=request_timeout_s,
-                **timing,
+                poll_interval_s=serve.poll_interval_s,
+                grace_period_s=serve.grace_period_s,
             )
         doc = load_serve_file(serve.config)
         if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
@@ -115,7 +115,8 @@ class ServingConfig:
             max_request_bytes,
             request_timeout_s,
             version_policies,
-            **timing,
+            poll_interval_s=serve.poll_interval_s,
+            grace_period_s=serve.grace_period_s,
         )
 
 

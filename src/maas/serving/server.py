@@ -113,11 +113,12 @@ class Server:
         self._grpc = grpc_server
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop both servers, letting in-flight requests finish within `grace_s`."""
+        """Stop both servers at once, letting in-flight requests finish within `grace_s`."""
+        stopping = [self._rest.stop(grace_s)]
         if self._grpc is not None:
-            await self._grpc.stop(grace_s)
+            stopping.append(self._grpc.stop(grace_s))
             self._grpc = None
-        await self._rest.stop()
+        await asyncio.gather(*stopping)
 
 
 async def serve_until_signalled(
@@ -133,6 +134,10 @@ async def serve_until_signalled(
     registry = Registry.from_settings(settings)
     config = ServingConfig.from_settings(serve)
     data_plane = await asyncio.to_thread(build_data_plane, registry, models, config)
+    from maas.serving.manager import ModelManager
+
+    manager = ModelManager(registry, data_plane, models)
+    data_plane.control = manager
     server = Server(
         data_plane, host=serve.host, http_port=serve.http_port, grpc_port=serve.grpc_port
     )
@@ -142,6 +147,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        await manager.start()
         on_started(server)
         log.info(
             "server.started",
@@ -150,7 +156,8 @@ async def serve_until_signalled(
         await stop.wait()
         log.info("server.stopping")
     finally:
-        await server.stop()
+        await manager.stop()
+        await server.stop(config.grace_period_s)
         data_plane.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

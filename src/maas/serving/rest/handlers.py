@@ -13,6 +13,7 @@ from maas.protocol.types import ModelMetadata
 from maas.serving.dataplane import DataPlane
 
 JSON_TYPE = b"application/json"
+MODEL_VERSION_HEADER = b"x-model-version"  # which version answered (a route may pick any)
 
 # The one table from error class to HTTP status.
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -113,13 +114,14 @@ class Handlers:
             raise
         response = await self._dp.infer(infer_request, protocol="rest")
         encoded = encode_response(response, wants_binary(infer_request))
+        answered = ((MODEL_VERSION_HEADER, response.model_version.encode()),)
         if encoded.header_length is None:
-            return Reply(200, encoded.body)
+            return Reply(200, encoded.body, headers=answered)
         return Reply(
             200,
             encoded.body,
             b"application/octet-stream",
-            ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()),),
+            ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()), *answered),
         )
 
 

@@ -66,11 +66,13 @@ class RestServer:
         self._loop_task = asyncio.create_task(server.main_loop())
         log.info("rest.started", extra={"host": self._host, "port": self._port})
 
-    async def stop(self) -> None:
-        """Stop accepting, let open requests finish (a few seconds at most), then close."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting, let open requests finish (within `grace_s`, default 5 s), then close."""
         server = self._server
         if server is None:
             return
+        if grace_s is not None:
+            server.config.timeout_graceful_shutdown = grace_s
         server.should_exit = True
         if self._loop_task is not None:
             self._loop_task.cancel()  # it only ticks the Date header; no need to wait a tick
