@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from maas.config import Settings
 from maas.errors import InvalidInput
 from maas.evaluate.timing import open_session
+from maas.export.onnx import export_onnx
 from maas.optimize import quantize as q
 from maas.optimize.gate import AccuracyGateFailed
-from maas.optimize.source import load_source
+from maas.optimize.source import load_source, rebuild_module, weights_bytes
 from maas.optimize.versions import QuantizeRequest, quantize_version
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion
@@ -127,6 +129,47 @@ def test_layers_are_ranked_and_excluded_layers_stay_fp32(
     fp32_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     [kept] = [n for n in graph.node if n.name == ranked[0].node]
     assert kept.input[1] in fp32_weights
+
+
+def test_partial_int8_keeps_the_damaged_layers_in_fp32(
+    registry: Registry, trained_mlp: tuple[Settings, ModelVersion]
+) -> None:
+    """A few hidden units scaled up 300x (and their outgoing weights down): same function, but
+    their range swamps the per-tensor int8 scale of that activation. Full int8 fails the gate;
+    QDQ debugging points at the two layers around that activation, which stay fp32."""
+    parent = trained_mlp[1]
+    source = load_source(registry, parent.name, parent.version)
+    module = rebuild_module(registry, source)
+    first, second, _ = (m for m in module.core.layers if isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        for unit in range(3):
+            first.weight[unit] *= 300.0
+            first.bias[unit] *= 300.0
+            second.weight[:, unit] /= 300.0
+    onnx_bytes, _ = export_onnx(module, torch.from_numpy(source.test_x[:2]))
+    skewed = registry.register(
+        parent.name,
+        onnx_bytes,
+        signature=parent.signature,
+        labels=parent.labels,
+        metrics=parent.metrics,
+        lineage=parent.lineage,
+        files={"weights.safetensors": weights_bytes(module)},
+    )
+    outcome = quantize_version(
+        registry, parent.name, skewed.version, QuantizeRequest("static", "size", 0.5)
+    )
+    by_variant = {c["variant"]: c for c in outcome.candidates}
+    assert not by_variant["int8"]["gate"]["passed"]
+    assert by_variant["int8-partial"]["gate"]["passed"]
+    child = outcome.registered
+    assert child is not None
+    assert child.lineage["precision"] == "int8-partial"
+    excluded = child.lineage["optimization"]["excluded_layers"]
+    layers = q.quantizable_nodes(q.prepare_graph(onnx_bytes))
+    assert excluded == layers[:2]  # the layers writing and reading the swamped activation
+    assert outcome.reason.startswith("int8-partial wins on size")
+    assert 0 < q.int8_fraction(registry.read_artifact(child)) < 1
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])

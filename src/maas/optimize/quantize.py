@@ -72,7 +72,8 @@ class LayerError:
         node: the layer's node name.
         op_type: Conv, Gemm or MatMul.
         weight_sqnr_db: float weights vs their int8 round trip.
-        activation_sqnr_db: the float model's output of the layer vs the int8 model's.
+        activation_sqnr_db: the worst quantization noise (before vs after QuantizeLinear and
+            DequantizeLinear, in the int8 model) of the activations the layer reads or writes.
     """
 
     node: str
@@ -213,6 +214,29 @@ def int8_fraction(model_bytes: bytes) -> float:
     return (quantized + len(integer_ops)) / total if total else 0.0
 
 
+PASS_THROUGH_OPS = ("Relu", "Clip", "LeakyRelu", "MaxPool", "Flatten", "Reshape")
+
+
+def layer_activations(model: onnx.ModelProto, node: onnx.NodeProto) -> list[str]:
+    """The activations a layer reads and writes, as they are quantized.
+
+    QDQ quantizes a layer's output after a following activation or pooling (Conv+Relu is one
+    fused kernel), so the output is followed through such single-consumer nodes.
+    """
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for candidate in model.graph.node:
+        for name in candidate.input:
+            consumers.setdefault(name, []).append(candidate)
+    tensors = [node.input[0], node.output[0]]
+    current = node.output[0]
+    while (
+        len(consumers.get(current, [])) == 1 and consumers[current][0].op_type in PASS_THROUGH_OPS
+    ):
+        current = consumers[current][0].output[0]
+        tensors.append(current)
+    return tensors
+
+
 def rank_sensitive_layers(prepared: bytes, qdq: bytes, rows: np.ndarray) -> list[LayerError]:
     """Rank weight layers by how much int8 hurts them, worst first (QDQ loss debugging).
 
@@ -242,13 +266,17 @@ def rank_sensitive_layers(prepared: bytes, qdq: bytes, rows: np.ndarray) -> list
         if node.op_type not in QUANTIZABLE_OPS:
             continue
         weight_name = node.input[1] if len(node.input) > 1 else ""
-        act = activation_errors.get(node.output[0], {})
+        noise = [
+            activation_errors[t]["qdq_err"]
+            for t in layer_activations(model, node)
+            if t in activation_errors
+        ]
         ranked.append(
             LayerError(
                 node=node.name,
                 op_type=node.op_type,
                 weight_sqnr_db=float(weight_errors.get(weight_name, np.inf)),
-                activation_sqnr_db=float(act.get("xmodel_err", act.get("qdq_err", np.inf))),
+                activation_sqnr_db=float(min(noise, default=np.inf)),
             )
         )
     ranked.sort(key=lambda e: e.score_db)
