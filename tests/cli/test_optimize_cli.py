@@ -108,14 +108,14 @@ def test_table_output_names_the_winner_or_why_fp32_was_kept(
     ],
 )
 def test_misuse_exits_2(
-    env: ModelVersion, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+    maas_home: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
 ) -> None:
-    code, _, err = run(capsys, "optimize", f"{env.name}@1", *args)
+    code, _, err = run(capsys, "optimize", "tiny-mlp@1", *args)
     assert code == 2
     assert message in err
 
 
-def test_unknown_model_exits_2(env: ModelVersion, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_model_exits_2(maas_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "optimize", "no-such-model@1", "--quantize", "static")
     assert code == 2
     assert "no-such-model" in err

@@ -67,6 +67,7 @@ def test_shape_errors_are_reported() -> None:
         occlusion_attributions(lambda r: r, np.ones((2, 3)), np.zeros(3))
 
 
+@pytest.mark.slow
 def test_occluding_top_features_moves_the_prediction_more_than_random_ones(
     registry: Registry, trained_home: TrainedHome
 ) -> None:

@@ -16,6 +16,8 @@ from maas.optimize.tune import hardware_profile, tune, write_serve_file
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion
 
+pytestmark = pytest.mark.slow  # the trained model is built once per session
+
 
 @pytest.fixture
 def model(
@@ -101,7 +103,6 @@ def test_serve_file_gets_the_model_entry_and_keeps_the_rest(
     assert path.read_text().startswith(f"# {mv.name}: tuned by `maas tune {mv.ref} --p99-ms 1000`")
 
 
-@pytest.mark.slow
 def test_cli_prints_json_and_writes_the_serve_file(
     home: Path,
     trained_mlp: tuple[Settings, ModelVersion],

@@ -59,7 +59,12 @@ def _print_outcome(outcome: OptimizeOutcome) -> None:
     if outcome.registered is None:
         console.print("kept the parent: nothing new registered")
     else:
-        console.print(f"registered {outcome.registered.ref}")
+        ref = outcome.registered.ref
+        console.print(f"registered {ref}")
+        console.print(
+            f"next: maas evaluate {outcome.parent_ref} {ref} --out report/   "
+            f"and   maas tune {ref} --p99-ms BUDGET --write serve.yaml"
+        )
 
 
 @click.command("optimize")
