@@ -61,6 +61,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve",
         "Serve models over REST and gRPC (Open Inference Protocol v2).",
     ),
+    "route": (
+        "maas.cli.rollout",
+        "route",
+        "Send a model's traffic to an alias or a weighted split, with a guard or a shadow.",
+    ),
+    "rollback": (
+        "maas.cli.rollout",
+        "rollback",
+        "Move an alias (production) back to the version it pointed to before.",
+    ),
+    "export-repo": (
+        "maas.cli.export_repo",
+        "export_repo",
+        "Write models as a Triton model repository (model.onnx + config.pbtxt).",
+    ),
 }
 
 # Client mistakes exit 2 (like a usage error); everything else that we can explain exits 1.

@@ -16,6 +16,7 @@ from maas.errors import InvalidInput
 
 if TYPE_CHECKING:
     from maas.registry import ModelSummary, ModelVersion, Registry
+    from maas.registry.routes import Route
 
 JSON_OPTION = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
@@ -43,7 +44,7 @@ def current_actor() -> str | None:
         return None
 
 
-def _print_version(mv: ModelVersion) -> None:
+def _print_version(mv: ModelVersion, route: Route | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -52,6 +53,8 @@ def _print_version(mv: ModelVersion) -> None:
     table.add_column()
     table.add_row("version", str(mv.version))
     table.add_row("aliases", ", ".join(mv.aliases) or "-")
+    if route is not None:
+        table.add_row("route", route.describe())
     table.add_row("created", mv.created_at.isoformat(timespec="seconds"))
     table.add_row("digest", f"sha256:{mv.digest}")
     table.add_row("size", f"{mv.size_bytes:,} bytes")
@@ -190,14 +193,16 @@ def list_models(as_json: bool) -> None:
 def show(ref: str, as_json: bool) -> None:
     """Show one version (NAME[@REF]): signature, labels, metrics, lineage, digest, aliases."""
     from maas.registry import parse_ref
+    from maas.registry.routes import get_route
 
     parsed = parse_ref(ref)
     with open_registry() as registry:
         mv = registry.get(parsed.name, parsed.ref)
+        route = get_route(registry, parsed.name)
     if as_json:
-        echo_json(mv.to_dict())
+        echo_json({**mv.to_dict(), "route": route.to_dict() if route else None})
     else:
-        _print_version(mv)
+        _print_version(mv, route)
 
 
 @models.command()

@@ -33,12 +33,28 @@ if TYPE_CHECKING:
     default=None,
     help="Serve file (YAML): models to serve, per-model batching policy, request limits.",
 )
+@click.option(
+    "--poll-interval",
+    "poll_interval_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds between registry polls for new versions, aliases and routes; 0: never [2].",
+)
+@click.option(
+    "--grace-period",
+    "grace_period_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="On SIGTERM, seconds in-flight requests get to finish [30].",
+)
 def serve(
     host: str | None,
     http_port: int | None,
     grpc_port: int | None,
     models: tuple[str, ...],
     config_path: Path | None,
+    poll_interval_s: float | None,
+    grace_period_s: float | None,
 ) -> None:
     """Serve registered models over REST and gRPC until SIGINT or SIGTERM.
 
@@ -52,7 +68,14 @@ def serve(
     from maas.logs import configure_logging
     from maas.serving.server import serve_until_signalled
 
-    flags = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "config": config_path}
+    flags: dict[str, object] = {
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "config": config_path,
+        "poll_interval_s": poll_interval_s,
+        "grace_period_s": grace_period_s,
+    }
     serve_settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]  # validated by pydantic
     settings = load_settings(serve=serve_settings)
     configure_logging(settings.log_level, settings.log_format)
