@@ -30,6 +30,7 @@ from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
 from maas.serving.shadow import ShadowTraffic
 from maas.serving.validation import check_inputs, check_outputs
+from maas.signature import Signature
 
 if TYPE_CHECKING:
     from maas.serving.manager import ModelManager  # it builds on this module
@@ -88,10 +89,14 @@ class DataPlane:
         if self._is_closed:
             return False
         try:
-            self.repository.resolve(name, version)
+            self.repository.peek(name, version)
         except ModelNotFound:
             return False
         return True
+
+    def signature(self, name: str, version: str | None) -> Signature:
+        """The signature of a version (the model's default when `version` is None)."""
+        return self.repository.peek(name, version).model.signature
 
     def server_metadata(self) -> ServerMetadata:
         """Name, version and the protocol extensions this server speaks."""
@@ -99,7 +104,7 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
         """Signature and lineage of a version (the model's default when `version` is None)."""
-        loaded = self.repository.resolve(name, version)
+        loaded = self.repository.peek(name, version)
         mv = loaded.model
         versions = (loaded.version,) if version else self.repository.version_names(name)
         parameters: dict[str, Any] = {
@@ -137,7 +142,7 @@ class DataPlane:
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """The version's configuration in Triton's model-config JSON form."""
-        loaded = self.repository.resolve(name, version)
+        loaded = self.repository.peek(name, version)
         policy = loaded.policy
         batchable = loaded.is_batchable
 
@@ -172,7 +177,7 @@ class DataPlane:
         if name is None:
             chosen = list(self.repository)
         elif version:
-            chosen = [self.repository.resolve(name, version)]
+            chosen = [self.repository.peek(name, version)]
         else:
             chosen = [self.repository.resolve(name, v) for v in self.repository.version_names(name)]
         return {"model_stats": [loaded.metrics.statistics.to_dict() for loaded in chosen]}
@@ -239,7 +244,7 @@ class DataPlane:
     ) -> None:
         """Count a request its transport refused before `infer` (undecodable body, too large)."""
         try:
-            loaded = self.repository.resolve(name, version)
+            loaded = self.repository.peek(name, version)
         except ModelNotFound:
             self.metrics.count_request(UNKNOWN_MODEL, "", protocol, code.value)
             return

@@ -149,6 +149,21 @@ class ModelRepository:
             )
         return loaded
 
+    def peek(self, name: str, version: str | None = None) -> LoadedVersion:
+        """Like `resolve`, but a request without a version gets the route's default version and
+        the split does not advance (for metadata, readiness and counting refusals).
+
+        Raises:
+            ModelNotFound: the model is not served, or that version is not loaded.
+        """
+        if version:
+            return self.resolve(name, version)
+        table = self._table
+        versions = table.versions.get(name)
+        if versions is None:
+            raise ModelNotFound(f"model {name!r} is not served here")
+        return versions[table.routes[name].default]
+
     def shadow_for(self, name: str) -> LoadedVersion | None:
         """The version that gets copies of `name`'s routed requests, if its route has one."""
         table = self._table

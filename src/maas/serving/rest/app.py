@@ -23,6 +23,7 @@ from maas.serving.rest.handlers import (
     check_declared_length,
     error_reply,
 )
+from maas.serving.rest.mounts import match_mounted, mounted_routes
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class RestApp:
             ("GET", "/v2/models/{m}/versions/{v}/stats"): h.model_stats,
             ("GET", "/metrics"): h.metrics,
         }
+        self._routes.update(mounted_routes(data_plane))  # management and compatible APIs
         self._paths = {path for _, path in self._routes}
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
@@ -99,7 +101,8 @@ class RestApp:
                 return error_reply(405, f"method {method} is not allowed on {scope['path']}")
             return error_reply(404, f"no route for {scope['path']}")
         try:
-            body = await self._read_body(receive, headers) if method == "POST" else b""
+            has_body = method in ("POST", "PUT")
+            body = await self._read_body(receive, headers) if has_body else b""
         except MaasError as err:
             if model is not None:
                 self._dp.count_rejected(model, version, "rest", err.code)
@@ -145,6 +148,9 @@ class RestApp:
 
 def route_shape(path: str) -> tuple[str, str | None, str | None]:
     """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3)."""
+    mounted = match_mounted(path)
+    if mounted is not None:
+        return mounted
     if not path.startswith("/v2/models/"):
         return path.rstrip("/") or "/", None, None
     parts = path[len("/v2/models/") :].split("/")
