@@ -23,6 +23,7 @@ from maas.serving.grpc.documents import (
     encode_server_metadata,
 )
 from maas.serving.grpc.status import grpc_status
+from maas.serving.grpc.stream import answer_stream
 
 if TYPE_CHECKING:
     from maas.serving.dataplane import DataPlane
@@ -93,18 +94,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Answers each request of the stream in order; a failed request gets `error_message`
-        and the stream goes on."""
-        async for request in request_iterator:
-            try:
-                response = await self._infer(request)
-            except MaasError as err:
-                yield pb.ModelStreamInferResponse(error_message=str(err))
-                continue
-            except Exception as err:
-                yield pb.ModelStreamInferResponse(error_message=_log_bug(err))
-                continue
-            yield pb.ModelStreamInferResponse(infer_response=response)
+        """Answers the requests of a stream concurrently, each as it finishes (see stream.py)."""
+        async for response in answer_stream(request_iterator, self._infer, _log_bug):
+            yield response
 
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: Context
