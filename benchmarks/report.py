@@ -19,8 +19,10 @@ GOAL_RATIO = {  # share of the in-process reference that 64 clients must reach
     ("mlp", "rest-json"): 0.5,
     ("mlp", "rest-binary"): 0.7,
     ("mlp", "grpc"): 0.7,
+    ("mlp", "grpc-stream"): 0.7,
     ("cnn", "rest-binary"): 0.8,
     ("cnn", "grpc"): 0.8,
+    ("cnn", "grpc-stream"): 0.8,
 }
 ADDED_LATENCY_MS = 0.5  # at one client, p50 over in-process batch-1 latency
 P99_FACTOR = 2.0  # at 8 clients, p99 <= 2 x (max queue delay + one batch's compute)
@@ -58,7 +60,9 @@ def write_report(m: Measurements, path: Path) -> None:
         "# Serving benchmarks",
         "",
         "How fast `maas serve` answers compared with calling onnxruntime in-process, over REST",
-        "JSON, REST with the binary tensor extension and gRPC. Made by:",
+        "JSON, REST with the binary tensor extension, gRPC `ModelInfer` (one call per request)",
+        "and gRPC `ModelStreamInfer` (perf_analyzer `--streaming`: one stream per client).",
+        "Made by:",
         "",
         "```",
         m.command,

@@ -35,7 +35,7 @@ from benchmarks.server import ServerProcess, register_models, start_server
 SERVER_CPU = 0
 CLIENT_CPU = 1
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
-PROTOCOLS = ("rest-json", "rest-binary", "grpc")
+PROTOCOLS = ("rest-json", "rest-binary", "grpc", "grpc-stream")
 CONCURRENCIES = (1, 8, 64)
 INPUT_ROWS = 8  # distinct input rows perf_analyzer cycles through
 IDLE_WAIT_S = 2.0  # let start-up garbage settle before reading idle memory
@@ -141,8 +141,10 @@ def _perf(
     command: list[str],
     args: argparse.Namespace,
 ) -> PerfResult:
-    if protocol == "grpc":
+    if protocol.startswith("grpc"):
         transport = ["-i", "grpc", "-u", f"127.0.0.1:{server.grpc_port}"]
+        if protocol == "grpc-stream":
+            transport.append("--streaming")  # ModelStreamInfer, one stream per client
     else:
         tensor_format = "json" if protocol == "rest-json" else "binary"
         transport = [
