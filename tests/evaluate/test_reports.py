@@ -99,3 +99,46 @@ def test_render_html_escapes_names(registry: Registry, trained_home: TrainedHome
     html = render_html(report)
     assert html.startswith("<!DOCTYPE html>")
     assert html.count("<img") == 4
+
+
+def test_data_file_rows_are_matched_to_the_version_labels_by_name(
+    registry: Registry, trained_home: TrainedHome, tmp_path: Path
+) -> None:
+    parent = trained_home.parent
+    source = load_source(registry, parent.name, parent.version)
+    keep = np.isin(source.splits.test_y, [3, 5, 7])  # a file with 3 of the 10 classes
+    x, y = source.test_x[keep], source.splits.test_y[keep]
+    path = tmp_path / "rows.npz"
+    np.savez(path, x=x, y=y)
+    report = evaluate_versions(registry, [parse_ref(parent.ref)], path, latency_runs=10)
+    [result] = report.versions
+    probs = open_session(source.onnx_bytes).run(["probabilities"], {"input": x})[0]
+    assert result.quality.rows == len(y)
+    assert result.quality.accuracy == pytest.approx(float(np.mean(probs.argmax(1) == y)))
+    assert [c.support for c in result.quality.per_class if c.support] == [
+        int((y == k).sum()) for k in (3, 5, 7)
+    ]
+    assert result.data_origin == f"all rows of {path}"
+
+
+def test_spec_file_gives_its_test_split(
+    registry: Registry, trained_home: TrainedHome, tmp_path: Path
+) -> None:
+    import yaml
+    from trained_models import MLP_SPEC
+
+    from maas.train.data import load_dataset, split_dataset
+    from maas.train.spec import parse_spec
+
+    spec = dict(MLP_SPEC, seed=11)
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    report = evaluate_versions(
+        registry, [parse_ref(trained_home.parent.ref)], path, latency_runs=10
+    )
+    [result] = report.versions
+    assert result.data_origin == "test split of digits (seed 11)"
+    parsed = parse_spec(spec)
+    splits = split_dataset(load_dataset(parsed.data), parsed.data.split, parsed.seed)
+    assert result.quality.rows == len(splits.test_y)
+    assert int(result.quality.confusion.sum(axis=1)[4]) == int((splits.test_y == 4).sum())
