@@ -24,12 +24,8 @@ from benchmarks.models import cnn
 from maas.config import load_settings
 from maas.evaluate.timing import compare_latency, open_session
 from maas.optimize import quantize as q
-from maas.optimize.versions import (
-    PruneRequest,
-    QuantizeRequest,
-    prune_version,
-    quantize_version,
-)
+from maas.optimize.pruning import PruneRequest, prune_version
+from maas.optimize.quantizing import QuantizeRequest, quantize_version
 from maas.pipeline import train
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion

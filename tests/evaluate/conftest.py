@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from trained_models import MLP_SPEC, TrainedHome, train_into
 
-from maas.optimize.versions import QuantizeRequest, quantize_version
+from maas.optimize.quantizing import QuantizeRequest, quantize_version
 from maas.registry import Registry
 
 

@@ -11,8 +11,8 @@ from maas.config import Settings
 from maas.errors import InvalidInput
 from maas.optimize.gate import AccuracyGateFailed
 from maas.optimize.prune import prune_cnn, prune_mlp, prune_structured, sparsity
+from maas.optimize.pruning import PruneRequest, prune_version
 from maas.optimize.source import load_source, rebuild_module
-from maas.optimize.versions import PruneRequest, prune_version
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion
 from maas.train.models import CNN, MLP

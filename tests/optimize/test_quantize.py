@@ -13,8 +13,8 @@ from maas.evaluate.timing import open_session
 from maas.export.onnx import export_onnx
 from maas.optimize import quantize as q
 from maas.optimize.gate import AccuracyGateFailed
+from maas.optimize.quantizing import QuantizeRequest, quantize_version
 from maas.optimize.source import load_source, rebuild_module, weights_bytes
-from maas.optimize.versions import QuantizeRequest, quantize_version
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion
 

@@ -136,13 +136,9 @@ def optimize(
       maas optimize digits-mlp@1 --prune 0.5 --finetune-epochs 5
     A gate that is not met exits 1 with both accuracies; nothing is registered.
     """
+    from maas.optimize.pruning import PruneRequest, prune_version
     from maas.optimize.quantize import StaticOptions
-    from maas.optimize.versions import (
-        PruneRequest,
-        QuantizeRequest,
-        prune_version,
-        quantize_version,
-    )
+    from maas.optimize.quantizing import QuantizeRequest, quantize_version
     from maas.registry import parse_ref
 
     if (quantize is None) == (prune_amount is None):
