@@ -326,7 +326,7 @@ class ModelManager:
         entries: list[IndexEntry] = []
         for name, plan in sorted(self._plans.items()):
             served = table.versions.get(name, {})
-            for number in sorted(plan.versions):
+            for number in sorted(set(plan.versions) | {int(v) for v in served}):
                 failure = self._failed.get((name, number))
                 if str(number) in served:
                     entries.append(IndexEntry(name, str(number), "READY"))
