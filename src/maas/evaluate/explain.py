@@ -16,7 +16,7 @@ import numpy as np
 
 from maas.errors import DataError, InvalidInput, ShapeMismatch
 from maas.evaluate.data import version_spec
-from maas.evaluate.occlusion import occlusion_attributions
+from maas.evaluate.occlusion import baseline_from_lineage, occlusion_attributions
 from maas.evaluate.timing import open_session
 from maas.registry.store import Registry
 from maas.registry.versions import ModelVersion
@@ -106,10 +106,7 @@ def parse_input(text: str, n_features: int) -> np.ndarray:
 
 def baseline_of(mv: ModelVersion, n_features: int) -> np.ndarray:
     """The training mean (the scaler's offset) when recorded, else zeros."""
-    offset = mv.lineage.get("preprocessing", {}).get("offset")
-    if isinstance(offset, list) and len(offset) == n_features:
-        return np.asarray(offset, dtype=np.float32)
-    return np.zeros(n_features, dtype=np.float32)
+    return baseline_from_lineage(mv.lineage, n_features)
 
 
 def dataset_facts(mv: ModelVersion, n_features: int) -> tuple[tuple[str, ...], Any]:

@@ -8,7 +8,8 @@ call it with any function that maps a batch of rows to probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -68,19 +69,57 @@ def occlusion_attributions(
         if isinstance(session_or_runner_fn, ort.InferenceSession)
         else session_or_runner_fn
     )
-    n_features = row.size
-    starts = list(range(0, n_features, max(1, window)))
-    batch = np.repeat(row[None, :], len(starts) + 1, axis=0)
-    for i, start in enumerate(starts, start=1):
-        stop = min(start + window, n_features)
-        batch[i, start:stop] = base[start:stop]
+    batch = occlusion_batch(row, base, window)
     probabilities = np.asarray(predict(batch), dtype=np.float32)
     cls = int(np.argmax(probabilities[0])) if target is None else int(target)
-    drops = probabilities[0, cls] - probabilities[1:, cls]
-    out = np.zeros(n_features, dtype=np.float32)
-    for drop, start in zip(drops, starts, strict=True):
-        out[start : min(start + window, n_features)] = drop
-    return out
+    return attributions_from(probabilities, cls, row.size, window)
+
+
+def occlusion_batch(row: np.ndarray, baseline: np.ndarray, window: int = 1) -> np.ndarray:
+    """The rows to run for one occlusion: `row` itself, then one copy per occluded block.
+
+    Args:
+        row: one flat input row [F].
+        baseline: the occluded values [F].
+        window: features occluded together (consecutive blocks of this many).
+
+    Returns:
+        float32 [1 + ceil(F / window), F].
+    """
+    n_features = row.size
+    starts = range(0, n_features, max(1, window))
+    batch = np.repeat(row.reshape(1, -1).astype(np.float32), len(starts) + 1, axis=0)
+    for i, start in enumerate(starts, start=1):
+        stop = min(start + window, n_features)
+        batch[i, start:stop] = baseline[start:stop]
+    return batch
+
+
+def attributions_from(
+    scores: np.ndarray, target: int, n_features: int, window: int = 1
+) -> np.ndarray:
+    """Attributions from the model's scores for an `occlusion_batch` of `n_features` features.
+
+    Args:
+        scores: [1 + blocks, K]: the scores of the original row, then of each occluded copy.
+        target: the class whose score is attributed.
+        n_features: F, the length of the row.
+        window: the block size the batch was built with.
+
+    Returns:
+        float32 [F]: the target's score on the original row minus its score with the
+        feature's block occluded (every feature of a block gets the block's value).
+    """
+    drops = (scores[0, target] - scores[1:, target]).astype(np.float32)
+    return np.repeat(drops, max(1, window))[:n_features]
+
+
+def baseline_from_lineage(lineage: Mapping[str, Any], n_features: int) -> np.ndarray:
+    """The occluded values: the training mean (the recorded scaler's offset), else zeros."""
+    offset = lineage.get("preprocessing", {}).get("offset")
+    if isinstance(offset, list) and len(offset) == n_features:
+        return np.asarray(offset, dtype=np.float32)
+    return np.zeros(n_features, dtype=np.float32)
 
 
 def occlude(x: np.ndarray, baseline: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ ENDPOINT_ACTIONS: dict[str, Action] = {
     "repository_index": Action.READ,  # the listing is filtered to the models the caller may read
     "infer": Action.INFER,
     "infer_stream": Action.INFER,
+    "explain": Action.INFER,  # occlusion attributions: runs the model like infer
     "tfserving_predict": Action.INFER,
     "sagemaker_invocations": Action.INFER,
     "torchserve_predictions": Action.INFER,

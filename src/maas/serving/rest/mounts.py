@@ -1,4 +1,4 @@
-"""Routes mounted next to the v2 API: management, TF Serving, SageMaker and TorchServe.
+"""Routes mounted next to the v2 API: management, explain, TF Serving, SageMaker, TorchServe.
 
 `mounted_routes` gives the REST app its extra (method, path shape) -> handler entries,
 `match_mounted` turns a request path into its shape, and `MOUNTED_KINDS` names each route's
@@ -13,6 +13,7 @@ from maas.serving.dataplane import DataPlane
 from maas.serving.rest.compat_sagemaker import SageMakerHandlers
 from maas.serving.rest.compat_tfserving import TfServingHandlers, match_tfserving
 from maas.serving.rest.compat_torchserve import TorchServeHandlers, match_torchserve
+from maas.serving.rest.explain import ExplainHandlers
 from maas.serving.rest.handlers import HttpRequest, Reply
 from maas.serving.rest.management import ManagementHandlers, match_management
 
@@ -39,6 +40,8 @@ MOUNTED_KINDS: dict[tuple[str, str], str] = {
     ("POST", "/invocations"): "sagemaker_invocations",
     ("POST", "/predictions/{m}"): "torchserve_predictions",
     ("POST", "/predictions/{m}/{v}"): "torchserve_predictions",
+    ("POST", "/v2/models/{m}/explain"): "explain",
+    ("POST", "/v2/models/{m}/versions/{v}/explain"): "explain",
 }
 
 
@@ -48,6 +51,7 @@ def mounted_routes(data_plane: DataPlane) -> dict[tuple[str, str], Handler]:
     tf = TfServingHandlers(data_plane)
     sm = SageMakerHandlers(data_plane)
     ts = TorchServeHandlers(data_plane)
+    explain = ExplainHandlers(data_plane)
     routes: dict[tuple[str, str], Handler] = {
         ("POST", "/v2/repository/index"): manage.index,
         ("POST", "/v2/repository/models/{m}/load"): manage.load,
@@ -67,6 +71,8 @@ def mounted_routes(data_plane: DataPlane) -> dict[tuple[str, str], Handler]:
         ("POST", "/invocations"): sm.invocations,
         ("POST", "/predictions/{m}"): ts.predictions,
         ("POST", "/predictions/{m}/{v}"): ts.predictions,
+        ("POST", "/v2/models/{m}/explain"): explain.explain,
+        ("POST", "/v2/models/{m}/versions/{v}/explain"): explain.explain,
     }
     return routes
 
