@@ -13,7 +13,8 @@ from maas.registry import Registry
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REGISTRY_TABLES = (
-    "routes, signatures, api_keys, audit, alias_events, aliases, versions, models, alembic_version"
+    "serving_configs, routes, signatures, api_keys, audit, alias_events, aliases, versions, "
+    "models, alembic_version"
 )
 
 

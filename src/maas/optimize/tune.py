@@ -10,8 +10,6 @@ highest throughput whose estimate fits the budget. Torch-free: it needs only the
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import threading
 import time
 from collections.abc import Sequence
@@ -25,25 +23,13 @@ import yaml
 from maas.config import ModelServeConfig, ServeFile, load_serve_file
 from maas.errors import InvalidInput
 from maas.evaluate.timing import WARMUP_RUNS, batch_of, open_session, summarize
+from maas.runtime.hardware import HardwareProfile, hardware_profile
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 PROFILE_S = 0.3  # per point: long enough for a stable median, short enough for ~30 points
 MAX_INSTANCES = 4  # beyond the core count more instances only contend
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    """What the figures depend on: the CPU model and how many cores the process sees."""
-
-    cpu: str
-    cores: int
-
-    @property
-    def key(self) -> str:
-        """A stable name, e.g. `AMD EPYC/2`."""
-        return f"{self.cpu}/{self.cores}"
 
 
 @dataclass(frozen=True)
@@ -92,18 +78,6 @@ class TuneResult:
             "best": self.best.to_dict(),
             "points": [p.to_dict() for p in self.points],
         }
-
-
-def hardware_profile() -> HardwareProfile:
-    """This machine's CPU model name and core count."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return HardwareProfile(cpu, os.cpu_count() or 1)
 
 
 def _run_instances(

@@ -115,3 +115,21 @@ routes = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("actor", sa.String(256), nullable=True),
 )
+
+# -- tuned serving configurations (migration 0004) ---------------------------------------------
+
+serving_configs = sa.Table(
+    "serving_configs",
+    metadata,
+    # A deleted version takes its configurations with it.
+    sa.Column(
+        "version_id",
+        sa.Integer,
+        sa.ForeignKey("versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("hardware_profile", sa.String(256), primary_key=True),  # `CPU model/cores`
+    sa.Column("config", sa.JSON, nullable=False),  # batching fields and the tuning evidence
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=True),
+)

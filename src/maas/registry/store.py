@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import sqlalchemy as sa
 
 from maas.errors import Conflict, InvalidInput, MaasError, NotFound, Unavailable
-from maas.registry import queries, schema
+from maas.registry import queries, schema, serving_configs
 from maas.registry.artifacts import ArtifactStore, ReencryptReport
 from maas.registry.database import create_engine, upgrade
 from maas.registry.encryption import ArtifactCipher, cipher_from_settings
 from maas.registry.exports import read_export
 from maas.registry.onnx_files import check_onnx_file
 from maas.registry.refs import LATEST, check_alias, check_name, normalize_ref
+from maas.registry.serving_configs import StoredServingConfig
 from maas.registry.versions import AliasEvent, AuditEntry, ModelSummary, ModelVersion
 from maas.signature import Signature
 
@@ -436,6 +437,24 @@ class Registry:
         with self._engine.begin() as conn:
             bundle: str | None = conn.execute(query).scalar()
         return bundle
+
+    def set_serving_config(
+        self,
+        name: str,
+        version: int,
+        profile: str,
+        config: Mapping[str, Any],
+        actor: str | None = None,
+    ) -> StoredServingConfig:
+        """Store the serving configuration tuned for `name@version` on hardware `profile`
+        (see `maas.registry.serving_configs`); audited."""
+        return serving_configs.set_serving_config(self, name, version, profile, config, actor)
+
+    def get_serving_config(
+        self, name: str, version: int, profile: str
+    ) -> StoredServingConfig | None:
+        """The serving configuration of `name@version` for hardware `profile`, or None."""
+        return serving_configs.get_serving_config(self, name, version, profile)
 
     def reencrypt_artifacts(
         self, old_ciphers: Sequence[ArtifactCipher] = (), actor: str | None = None
