@@ -20,6 +20,13 @@ from maas.cli.registry import JSON_OPTION, open_registry
     help="Add the chosen configuration to this serve file (maas serve --config FILE).",
 )
 @click.option(
+    "--store/--no-store",
+    default=True,
+    show_default=True,
+    help="Store the chosen configuration with the version for this machine's hardware profile "
+    "(maas serve uses it here unless a serve file or flag sets those fields).",
+)
+@click.option(
     "--max-instances",
     type=click.IntRange(1, 64),
     help="Most instances to try [default: cores, at most 4].",
@@ -29,6 +36,7 @@ def tune(
     reference: str,
     p99_ms: float,
     serve_file: Path | None,
+    store: bool,
     max_instances: int | None,
     as_json: bool,
 ) -> None:
@@ -36,8 +44,9 @@ def tune(
     highest-throughput configuration whose estimated p99 fits --p99-ms.
 
     \b
-      maas tune digits-cnn@production --p99-ms 5 --write serve.yaml
-      maas serve --config serve.yaml
+      maas tune digits-cnn@production --p99-ms 5
+      maas serve digits-cnn          # uses the stored configuration on this machine
+      maas tune digits-cnn@production --p99-ms 5 --no-store --write serve.yaml
     """
     import numpy as np
     from rich.console import Console
@@ -45,8 +54,8 @@ def tune(
 
     from maas.errors import MaasError
     from maas.evaluate.data import load_eval_data
+    from maas.optimize.tune import store_tuned_config, write_serve_file
     from maas.optimize.tune import tune as run_tune
-    from maas.optimize.tune import write_serve_file
     from maas.registry import parse_ref
 
     ref = parse_ref(reference)
@@ -59,10 +68,13 @@ def tune(
             shape = [d if d > 0 else 64 for d in mv.signature.inputs[0].shape]
             rows = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     result = run_tune(model_bytes, rows, mv.ref, p99_ms, max_instances=max_instances)
+    if store:
+        with open_registry() as registry:
+            store_tuned_config(registry, mv.name, mv.version, result)
     if serve_file is not None:
         write_serve_file(serve_file, mv.name, result)
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), "stored": store})
         return
     console = Console()
     table = Table(
@@ -88,5 +100,9 @@ def tune(
         f"{b.max_queue_delay_us} -> {b.throughput_rows_s:,.0f} rows/s, "
         f"estimated p99 {b.est_p99_ms:.3f} ms"
     )
+    if store:
+        console.print(
+            f"stored with {mv.ref} for {result.profile.key}: maas serve uses it on this machine"
+        )
     if serve_file is not None:
         console.print(f"wrote the {mv.name} entry of {serve_file}")

@@ -23,6 +23,8 @@ import yaml
 from maas.config import ModelServeConfig, ServeFile, load_serve_file
 from maas.errors import InvalidInput
 from maas.evaluate.timing import WARMUP_RUNS, batch_of, open_session, summarize
+from maas.registry.serving_configs import StoredServingConfig
+from maas.registry.store import Registry
 from maas.runtime.hardware import HardwareProfile, hardware_profile
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,20 @@ class TuneResult:
             instances=self.best.instances,
             intra_op_threads=1,
         )
+
+    def stored_config(self) -> dict[str, Any]:
+        """What is stored with the version: the batching fields a server applies and the
+        evidence they were chosen on."""
+        b = self.best
+        return {
+            "max_batch_size": b.batch,
+            "max_queue_delay_us": b.max_queue_delay_us,
+            "instances": b.instances,
+            "intra_op_threads": 1,
+            "p99_budget_ms": self.p99_budget_ms,
+            "est_p99_ms": b.est_p99_ms,
+            "throughput_rows_s": b.throughput_rows_s,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -172,6 +188,20 @@ def tune(
         )
     best = max(feasible, key=lambda p: (p.throughput_rows_s, -p.instances, -p.batch))
     return TuneResult(ref, p99_budget_ms, profile, best, tuple(points))
+
+
+def store_tuned_config(
+    registry: Registry, name: str, version: int, result: TuneResult, actor: str | None = None
+) -> StoredServingConfig:
+    """Store the chosen configuration with `name@version` for this result's hardware profile."""
+    stored = registry.set_serving_config(
+        name, version, result.profile.key, result.stored_config(), actor
+    )
+    log.info(
+        "tune.stored",
+        extra={"model": name, "version": version, "profile": result.profile.key},
+    )
+    return stored
 
 
 def write_serve_file(path: Path, name: str, result: TuneResult) -> ServeFile:

@@ -24,6 +24,7 @@ from maas.serving.dataplane import DataPlane
 from maas.serving.plan import ModelPlan, ServedModels, read_plan
 from maas.serving.repository import LoadedVersion, RoutingTable, load_version
 from maas.serving.tables import TableInputs, VersionKey, build_table
+from maas.serving.tuned import policy_for_version
 from maas.signature import V2_TO_NUMPY, Signature
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class ModelManager:
 
     async def _load(self, mv: ModelVersion) -> LoadedVersion | None:
         """Load and warm one version; on failure record why and return None."""
-        policy = self._config.policy_for(mv.name)
+        policy = await asyncio.to_thread(policy_for_version, self._config, self._registry, mv)
         key = (mv.name, mv.version)
         try:
             loaded = await asyncio.to_thread(

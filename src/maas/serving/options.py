@@ -58,6 +58,10 @@ class ServingConfig:
         version_policies: model name -> which versions stay loaded (default: the newest).
         poll_interval_s: how often a server asks the registry what changed (0: never).
         grace_period_s: on shutdown, how long in-flight requests may take to finish.
+        fixed_fields: batching fields set by a flag or `MAAS_SERVE_*` variable; a tuned
+            configuration stored with a version never overrides them.
+        model_fields: model name -> the batching fields its serve-file entry sets (which a
+            tuned configuration does not override either).
     """
 
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
@@ -68,6 +72,12 @@ class ServingConfig:
     version_policies: dict[str, VersionPolicy] = field(default_factory=dict)
     poll_interval_s: float = 2.0
     grace_period_s: float = 30.0
+    fixed_fields: frozenset[str] = frozenset()
+    model_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def pinned_fields(self, model: str) -> frozenset[str]:
+        """The batching fields of `model` that a tuned configuration must leave alone."""
+        return self.fixed_fields | self.model_fields.get(model, frozenset())
 
     def version_policy_for(self, model: str) -> VersionPolicy:
         """Which versions of `model` stay loaded."""
@@ -81,6 +91,7 @@ class ServingConfig:
     def from_settings(cls, serve: ServeSettings) -> ServingConfig:
         """Merge `MAAS_SERVE_*`/flag settings with the serve file; settings given explicitly win."""
         explicit = serve.model_fields_set
+        fixed = frozenset(explicit & set(_POLICY_FIELDS))
         base = {name: getattr(serve, name) for name in _POLICY_FIELDS}
         base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
         max_request_bytes = serve.max_request_bytes
@@ -92,6 +103,7 @@ class ServingConfig:
                 request_timeout_s=request_timeout_s,
                 poll_interval_s=serve.poll_interval_s,
                 grace_period_s=serve.grace_period_s,
+                fixed_fields=fixed,
             )
         doc = load_serve_file(serve.config)
         if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
@@ -117,6 +129,11 @@ class ServingConfig:
             version_policies,
             poll_interval_s=serve.poll_interval_s,
             grace_period_s=serve.grace_period_s,
+            fixed_fields=fixed,
+            model_fields={
+                name: frozenset(f for f in _POLICY_FIELDS if getattr(entry, f) is not None)
+                for name, entry in doc.models.items()
+            },
         )
 
 

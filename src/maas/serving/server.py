@@ -21,6 +21,7 @@ from maas.serving.repository import (
     select_versions,
 )
 from maas.serving.rest.server import RestServer
+from maas.serving.tuned import policy_for_version
 
 if TYPE_CHECKING:
     from maas.config import Settings
@@ -50,7 +51,8 @@ def build_data_plane(
     loaded: list[LoadedVersion] = []
     try:
         for mv in select_versions(registry, models, config):
-            loaded.append(load_version(registry, mv, config.policy_for(mv.name), metrics))
+            policy = policy_for_version(config, registry, mv)  # settings or tuned with mv
+            loaded.append(load_version(registry, mv, policy, metrics))
     except BaseException:
         for item in loaded:
             item.batcher.stop()
