@@ -54,6 +54,9 @@ class ServeSettings(BaseSettings):
     grace_period_s: float = Field(
         default=30.0, ge=0, le=3600, description="on SIGTERM, time in-flight requests get"
     )
+    max_connections: int | None = Field(
+        default=None, ge=1, description="concurrent HTTP connections and gRPC calls; None: no cap"
+    )
 
 
 class SecuritySettings(BaseSettings):
@@ -97,6 +100,11 @@ class SecuritySettings(BaseSettings):
     signing_public_key: Path | None = Field(
         default=None, description="PEM public key that version signatures must verify against"
     )
+    tls_cert_file: Path | None = Field(default=None, description="PEM server certificate")
+    tls_key_file: Path | None = Field(default=None, description="PEM key of the certificate")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA of client certificates: require them (mTLS)"
+    )
 
 
 class VersionPolicyConfig(BaseModel):
@@ -127,6 +135,12 @@ class ModelServeConfig(BaseModel):
     instances: int | None = Field(default=None, ge=1, le=256)
     intra_op_threads: int | None = Field(default=None, ge=1, le=256)
     max_queue_size: int | None = Field(default=None, ge=1)
+    rate_limit: str | None = Field(
+        default=None, description="per key on this model, e.g. 50/s (besides the key's own)"
+    )
+    max_request_bytes: int | None = Field(
+        default=None, ge=1024, description="largest request body for this model"
+    )
 
 
 class ServeFile(BaseModel):

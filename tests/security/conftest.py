@@ -13,9 +13,6 @@ from security_helpers import REDIS_URL
 from maas.registry import ModelVersion, Registry
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-REGISTRY_TABLES = (
-    "signatures, api_keys, audit, alias_events, aliases, versions, models, alembic_version"
-)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +39,9 @@ def _empty_postgres(url: str) -> None:
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {REGISTRY_TABLES} CASCADE")
+        # Every table, whatever migrations added since: the database is this session's own.
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -47,6 +47,36 @@ if TYPE_CHECKING:
     default=None,
     help="On SIGTERM, seconds in-flight requests get to finish [30].",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate: serve HTTPS and gRPC over TLS (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM CA: require client certificates signed by it (mutual TLS).",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    default=False,
+    help="Serve without authentication, even when API keys exist (local development only).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most concurrent HTTP connections and gRPC calls [no cap].",
+)
 def serve(
     host: str | None,
     http_port: int | None,
@@ -55,6 +85,11 @@ def serve(
     config_path: Path | None,
     poll_interval_s: float | None,
     grace_period_s: float | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    no_auth: bool,
+    max_connections: int | None,
 ) -> None:
     """Serve registered models over REST and gRPC until SIGINT or SIGTERM.
 
@@ -64,7 +99,7 @@ def serve(
       maas serve --model digits@production --http-port 0 --grpc-port 0
       maas serve --config serve.yaml
     """
-    from maas.config import ServeSettings, load_settings
+    from maas.config import SecuritySettings, ServeSettings, load_settings
     from maas.logs import configure_logging
     from maas.serving.server import serve_until_signalled
 
@@ -75,9 +110,23 @@ def serve(
         "config": config_path,
         "poll_interval_s": poll_interval_s,
         "grace_period_s": grace_period_s,
+        "max_connections": max_connections,
+    }
+    security_flags: dict[str, object] = {
+        "tls_cert_file": tls_cert,
+        "tls_key_file": tls_key,
+        "tls_client_ca_file": tls_client_ca,
+        "no_auth": no_auth or None,
     }
     serve_settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]  # validated by pydantic
-    settings = load_settings(serve=serve_settings)
+    security = SecuritySettings(**{k: v for k, v in security_flags.items() if v is not None})  # type: ignore[arg-type]  # validated by pydantic
+    settings = load_settings(serve=serve_settings, security=security)
+    if settings.security.no_auth:
+        click.echo(
+            "warning: authentication is OFF (--no-auth): anyone who can reach the "
+            "server can use every model and endpoint",
+            err=True,
+        )
     configure_logging(settings.log_level, settings.log_format)
     run_async(serve_until_signalled(settings, list(models) or None, on_started=_announce))
 
@@ -85,7 +134,8 @@ def serve(
 def _announce(server: Server) -> None:
     host = server.host
     grpc = f" and {host}:{server.grpc_port} (gRPC)" if server.grpc_port is not None else ""
-    click.echo(f"maas serving on http://{host}:{server.http_port} (REST){grpc}")
+    tls = " over TLS" if server.scheme == "https" else ""
+    click.echo(f"maas serving on {server.scheme}://{host}:{server.http_port} (REST){grpc}{tls}")
 
 
 def run_async(main: Any) -> None:

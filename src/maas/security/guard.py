@@ -60,13 +60,27 @@ class Guard:
             default,
         )
 
-    def check(self, credentials: str | None, kind: str, model: str | None = None) -> Principal:
+    @property
+    def is_blocking(self) -> bool:
+        """Whether `check` may wait on the network (a shared limiter): call it off the loop."""
+        return not isinstance(self._limiter, LocalRateLimiter)
+
+    def check(
+        self,
+        credentials: str | None,
+        kind: str,
+        model: str | None = None,
+        model_limit: RateLimit | None = None,
+    ) -> Principal:
         """Let one request through, or raise.
 
         Args:
             credentials: the `Authorization` header or gRPC `authorization` metadata (None: absent).
             kind: the endpoint kind, a key of `ENDPOINT_ACTIONS` (`infer`, `model_metadata`, ...).
             model: the model the request is about, if any.
+            model_limit: the model's own limit (from the serve file), counted per caller and
+                model besides the caller's own limit; with authentication off, all callers of
+                the model share it.
 
         Raises:
             Unauthenticated: missing or invalid credentials (open endpoints never raise it).
@@ -78,10 +92,17 @@ class Guard:
         if action is Action.OPEN:
             return UNCHECKED  # health stays open: credentials are not even read
         principal = self.authenticator.authenticate(credentials)
-        if principal is ANONYMOUS:
-            return principal  # authentication is off: no scopes, no per-key limits
-        authorize(principal, action, model)
-        limit = principal.rate_limit or self._default_limit
-        if limit is not None:
-            self._limiter.acquire(principal.limit_key, limit)
+        if principal is not ANONYMOUS:  # authentication off: no scopes, no per-key limits
+            authorize(principal, action, model)
+            limit = principal.rate_limit or self._default_limit
+            if limit is not None:
+                self._limiter.acquire(principal.limit_key, limit)
+        if model_limit is not None and model is not None:
+            self._limiter.acquire(f"{principal.limit_key}@model:{model}", model_limit)
         return principal
+
+    def close(self) -> None:
+        """Release the limiter's connections (a shared limiter holds some)."""
+        close = getattr(self._limiter, "close", None)
+        if callable(close):
+            close()

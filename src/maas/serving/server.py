@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from maas.metrics.prometheus import ServingMetrics
 from maas.serving.dataplane import DataPlane
 from maas.serving.options import ServingConfig
+from maas.serving.protection import Protection
 from maas.serving.repository import (
     LoadedVersion,
     ModelCatalog,
@@ -68,6 +69,7 @@ class Server:
         host: interface to bind (127.0.0.1 by default; 0.0.0.0 is opt-in).
         http_port: REST port, 0 for a free one.
         grpc_port: gRPC port, 0 for a free one, None for no gRPC.
+        protection: authentication, limits and TLS of both servers (None: open, plain).
     """
 
     def __init__(
@@ -77,10 +79,12 @@ class Server:
         host: str = "127.0.0.1",
         http_port: int = 8000,
         grpc_port: int | None = 8001,
+        protection: Protection | None = None,
     ) -> None:
         self._data_plane = data_plane
         self._host = host
-        self._rest = RestServer(data_plane, host, http_port)
+        self._protection = protection
+        self._rest = RestServer(data_plane, host, http_port, protection=protection)
         self._grpc_port = grpc_port
         self._grpc: Any = None
 
@@ -88,6 +92,11 @@ class Server:
     def host(self) -> str:
         """The interface both servers listen on."""
         return self._host
+
+    @property
+    def scheme(self) -> str:
+        """`https` when serving over TLS, else `http`."""
+        return self._protection.scheme if self._protection is not None else "http"
 
     @property
     def http_port(self) -> int:
@@ -102,15 +111,21 @@ class Server:
     async def start(self) -> None:
         """Start REST, then gRPC; if gRPC fails, REST is stopped again."""
         await self._rest.start()
+        if self._protection is not None:
+            await self._protection.start()  # key reloads: revocations reach this server
         if self._grpc_port is None:
             return
         from maas.serving.grpc.server import GrpcServer
 
-        grpc_server = GrpcServer(self._data_plane, host=self._host, port=self._grpc_port)
+        grpc_server = GrpcServer(
+            self._data_plane, host=self._host, port=self._grpc_port, protection=self._protection
+        )
         try:
             await grpc_server.start()
         except BaseException:
             await self._rest.stop()
+            if self._protection is not None:
+                await self._protection.stop()
             raise
         self._grpc = grpc_server
 
@@ -121,6 +136,8 @@ class Server:
             stopping.append(self._grpc.stop(grace_s))
             self._grpc = None
         await asyncio.gather(*stopping)
+        if self._protection is not None:
+            await self._protection.stop()
 
 
 async def serve_until_signalled(
@@ -135,13 +152,18 @@ async def serve_until_signalled(
     serve = settings.serve
     registry = Registry.from_settings(settings)
     config = ServingConfig.from_settings(serve)
+    protection = Protection.from_settings(settings, registry)
     data_plane = await asyncio.to_thread(build_data_plane, registry, models, config)
     from maas.serving.manager import ModelManager
 
     manager = ModelManager(registry, data_plane, models)
     data_plane.control = manager
     server = Server(
-        data_plane, host=serve.host, http_port=serve.http_port, grpc_port=serve.grpc_port
+        data_plane,
+        host=serve.host,
+        http_port=serve.http_port,
+        grpc_port=serve.grpc_port,
+        protection=protection,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

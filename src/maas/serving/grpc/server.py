@@ -15,10 +15,12 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+from maas.serving.grpc.auth import bind_port, server_options
 from maas.serving.grpc.servicer import InferenceServicer
 
 if TYPE_CHECKING:
     from maas.serving.dataplane import DataPlane
+    from maas.serving.protection import Protection
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class GrpcServer:
         port: the port; 0 asks the system for a free one (read it back from `port`).
         max_message_bytes: the largest request or response message accepted.
         health_poll_s: how often the health service's status follows the data plane's readiness.
+        protection: authentication, limits and TLS (None: open, plain).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class GrpcServer:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         health_poll_s: float = HEALTH_POLL_S,
+        protection: Protection | None = None,
     ) -> None:
         if max_message_bytes < 1:
             raise MaasError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -55,6 +59,7 @@ class GrpcServer:
         self._requested_port = port
         self._max_message_bytes = max_message_bytes
         self._health_poll_s = health_poll_s
+        self._protection = protection
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -77,11 +82,12 @@ class GrpcServer:
         if self._server is not None:
             return
         server = grpc.aio.server(
+            **server_options(self._protection),  # the guard interceptor, the call cap
             options=[
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a port must not be shared by two servers
-            ]
+            ],
         )
         servicer = InferenceServicer(self._data_plane)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]  # generated
@@ -98,7 +104,7 @@ class GrpcServer:
             else (f"{self._host}:{self._requested_port}")
         )
         try:
-            port = server.add_insecure_port(address)
+            port = bind_port(server, address, self._protection)
         except RuntimeError as err:
             raise MaasError(f"cannot listen for gRPC on {address}: {err}") from err
         if port == 0:

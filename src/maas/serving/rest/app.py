@@ -17,6 +17,7 @@ from maas.logs import request_id_var
 from maas.serving.dataplane import DataPlane
 from maas.serving.rest.handlers import (
     HTTP_STATUS,
+    PRINCIPAL_SCOPE_KEY,
     Handlers,
     HttpRequest,
     Reply,
@@ -73,6 +74,11 @@ class RestApp:
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
 
+    @property
+    def routes(self) -> frozenset[tuple[str, str]]:
+        """Every (method, path shape) this app answers."""
+        return frozenset(self._routes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan and websockets are not used
@@ -108,7 +114,8 @@ class RestApp:
                 self._dp.count_rejected(model, version, "rest", err.code)
             return error_reply(HTTP_STATUS[err.code], str(err))
         try:
-            return await handler(HttpRequest(model, version, headers, body))
+            principal = scope.get(PRINCIPAL_SCOPE_KEY)
+            return await handler(HttpRequest(model, version, headers, body, principal))
         except MaasError as err:
             if err.code is not ErrorCode.INTERNAL:
                 return error_reply(HTTP_STATUS[err.code], str(err))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -12,8 +12,12 @@ from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, w
 from maas.protocol.types import ModelMetadata
 from maas.serving.dataplane import DataPlane
 
+if TYPE_CHECKING:
+    from maas.security.acl import Principal
+
 JSON_TYPE = b"application/json"
 MODEL_VERSION_HEADER = b"x-model-version"  # which version answered (a route may pick any)
+PRINCIPAL_SCOPE_KEY = "maas.principal"  # where the guard leaves the caller in the ASGI scope
 
 # The one table from error class to HTTP status.
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -48,6 +52,7 @@ class HttpRequest:
     version: str | None
     headers: dict[bytes, bytes]
     body: bytes
+    principal: Principal | None = None  # the authenticated caller (None: no guard)
 
 
 def json_reply(doc: Any, status: int = 200) -> Reply:

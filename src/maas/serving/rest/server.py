@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.errors import Unavailable
 from maas.serving.dataplane import DataPlane
 from maas.serving.rest.app import RestApp
+from maas.serving.rest.auth import guarded_app
+
+if TYPE_CHECKING:
+    from maas.serving.protection import Protection
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +26,17 @@ class RestServer:
     SIGINT/SIGTERM itself and calls `stop()`.
     """
 
-    def __init__(self, data_plane: DataPlane, host: str = "127.0.0.1", port: int = 8000) -> None:
-        self._app = RestApp(data_plane)
+    def __init__(
+        self,
+        data_plane: DataPlane,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        protection: Protection | None = None,
+    ) -> None:
+        app = RestApp(data_plane)
+        self._app: Any = app if protection is None else guarded_app(app, data_plane, protection)
+        self._options = protection.uvicorn_options() if protection is not None else {}
         self._host = host
         self._requested_port = port
         self._server: Any = None
@@ -53,6 +66,7 @@ class RestServer:
             server_header=False,
             proxy_headers=False,  # no proxy in front by default; saves a middleware per request
             timeout_graceful_shutdown=5,
+            **self._options,  # TLS and the connection cap
         )
         config.load()
         server = uvicorn.Server(config)

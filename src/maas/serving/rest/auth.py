@@ -1,0 +1,217 @@
+"""`GuardedApp`: authentication, access control, rate and size limits and the request timeout,
+in front of the REST app.
+
+Every route names its endpoint kind (`ROUTE_KINDS` here for the v2 routes, `MOUNTED_KINDS` for
+management and compatible APIs); the kind decides the scope a caller needs (`security.acl`).
+A route of the app that names no kind needs `admin`, so a new route is closed until it is
+classified. Paths that match no route only need valid credentials (then answer 404).
+
+Credentials come from `Authorization: Bearer <key|jwt>`. Refusals answer 401 (with
+`WWW-Authenticate: Bearer`), 403, or 429 (with `Retry-After`, whole seconds, rounded up).
+The caller is put in the ASGI scope under `PRINCIPAL_SCOPE_KEY` for the handlers (audit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from typing import Any
+
+import orjson
+
+from maas.errors import DeadlineExceeded, ErrorCode, MaasError, PayloadTooLarge, ResourceExhausted
+from maas.security.acl import Principal
+from maas.security.guard import Guard
+from maas.serving.dataplane import DataPlane
+from maas.serving.protection import Protection
+from maas.serving.rest.app import RestApp, route_shape
+from maas.serving.rest.compat_sagemaker import TARGET_MODEL_HEADER
+from maas.serving.rest.handlers import HTTP_STATUS, PRINCIPAL_SCOPE_KEY, check_declared_length
+from maas.serving.rest.mounts import MOUNTED_KINDS
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+ServedModels = Callable[[], Collection[str]]
+
+UNKNOWN_ROUTE_KIND = "server_metadata"  # any valid credentials, then the app's 404
+UNCLASSIFIED_KIND = "management"  # a route nobody classified needs admin
+
+# (method, path shape) -> endpoint kind of the v2 REST routes.
+ROUTE_KINDS: dict[tuple[str, str], str] = {
+    ("GET", "/v2/health/live"): "health_live",
+    ("GET", "/v2/health/ready"): "health_ready",
+    ("GET", "/v2"): "server_metadata",
+    ("GET", "/v2/models/stats"): "model_statistics",
+    ("GET", "/v2/models/{m}"): "model_metadata",
+    ("GET", "/v2/models/{m}/ready"): "model_ready",
+    ("POST", "/v2/models/{m}/infer"): "infer",
+    ("GET", "/v2/models/{m}/config"): "model_config",
+    ("GET", "/v2/models/{m}/stats"): "model_statistics",
+    ("GET", "/v2/models/{m}/versions/{v}"): "model_metadata",
+    ("GET", "/v2/models/{m}/versions/{v}/ready"): "model_ready",
+    ("POST", "/v2/models/{m}/versions/{v}/infer"): "infer",
+    ("GET", "/v2/models/{m}/versions/{v}/config"): "model_config",
+    ("GET", "/v2/models/{m}/versions/{v}/stats"): "model_statistics",
+    ("GET", "/metrics"): "metrics",
+}
+ALL_KINDS: dict[tuple[str, str], str] = {**ROUTE_KINDS, **MOUNTED_KINDS}
+
+
+def endpoint_kind(method: str, shape: str, routes: Collection[tuple[str, str]]) -> str:
+    """The endpoint kind of a request: its route's, `management` for an unclassified route of
+    the app, or `server_metadata` (credentials only) for a path the app does not answer."""
+    kind = ALL_KINDS.get((method, shape))
+    if kind is not None:
+        return kind
+    return UNCLASSIFIED_KIND if (method, shape) in routes else UNKNOWN_ROUTE_KIND
+
+
+def retry_after_header(err: ResourceExhausted) -> bytes:
+    """`Retry-After` in whole seconds, at least 1 (HTTP has no fractions)."""
+    seconds = err.retry_after_s if err.retry_after_s is not None else 1.0
+    return str(max(1, math.ceil(seconds))).encode()
+
+
+class GuardedApp:
+    """The REST app behind the guard, per-model body limits and the request timeout.
+
+    Args:
+        app: the REST app (answers everything that gets through).
+        protection: the guard and the per-model limits.
+        routes: the app's (method, path shape) pairs, so unclassified routes stay closed.
+        served_models: the names being served (SageMaker's `/invocations` names no model: with
+            one model served, it is that one).
+        timeout_s: a request that is not answered within this (body read included) gets 504.
+    """
+
+    def __init__(
+        self,
+        app: Asgi,
+        protection: Protection,
+        routes: Collection[tuple[str, str]],
+        served_models: ServedModels,
+        timeout_s: float,
+    ) -> None:
+        self._app = app
+        self._protection = protection
+        self._routes = frozenset(routes)
+        self._served_models = served_models
+        self._timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        method = scope["method"]
+        shape, model, _ = route_shape(scope["path"])
+        kind = endpoint_kind(method, shape, self._routes)
+        if kind == "sagemaker_invocations":
+            model = self._sagemaker_model(headers)
+        limits = self._protection.limits_for(model)
+        try:
+            principal = await self._check(headers, kind, model)
+            if limits.max_request_bytes is not None:
+                check_declared_length(headers, limits.max_request_bytes)
+        except MaasError as err:
+            await _refuse(send, err)
+            return
+        if principal is not None:
+            scope = {**scope, PRINCIPAL_SCOPE_KEY: principal}
+        if limits.max_request_bytes is not None:
+            receive = _capped(receive, limits.max_request_bytes)
+        await self._answer_in_time(scope, receive, send)
+
+    async def _check(
+        self, headers: dict[bytes, bytes], kind: str, model: str | None
+    ) -> Principal | None:
+        guard: Guard | None = self._protection.guard
+        if guard is None:
+            return None
+        raw = headers.get(b"authorization")
+        credentials = raw.decode("latin-1") if raw is not None else None
+        model_limit = self._protection.limits_for(model).rate_limit
+        if guard.is_blocking:  # a shared limiter talks to Redis: keep it off the event loop
+            return await asyncio.to_thread(guard.check, credentials, kind, model, model_limit)
+        return guard.check(credentials, kind, model, model_limit)
+
+    def _sagemaker_model(self, headers: dict[bytes, bytes]) -> str | None:
+        given = headers.get(TARGET_MODEL_HEADER)
+        if given is not None:
+            text = given.decode("latin-1").strip().rsplit("/", 1)[-1]
+            for suffix in (".tar.gz", ".tgz", ".tar"):
+                text = text.removesuffix(suffix)
+            return text.partition("@")[0] or None
+        served = list(self._served_models())
+        return served[0] if len(served) == 1 else None
+
+    async def _answer_in_time(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; if it has not started answering within the timeout, answer 504."""
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                deadline.reschedule(None)  # answering: let the body go out whatever its size
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self._timeout_s) as deadline:
+                await self._app(scope, receive, tracked_send)
+        except TimeoutError:
+            if started:
+                raise
+            log.info("request.timeout", extra={"path": scope["path"]})
+            await _refuse(
+                send,
+                DeadlineExceeded(f"the request was not answered within {self._timeout_s:g} s"),
+            )
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """`receive` that refuses a body growing over `limit` bytes (chunked bodies included)."""
+    size = 0
+
+    async def capped() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over this model's limit of {limit} bytes")
+        return message
+
+    return capped
+
+
+async def _refuse(send: Send, err: MaasError) -> None:
+    status = HTTP_STATUS[err.code]
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    if err.code is ErrorCode.UNAUTHENTICATED:
+        headers.append((b"www-authenticate", b'Bearer realm="maas"'))
+    if isinstance(err, ResourceExhausted):
+        headers.append((b"retry-after", retry_after_header(err)))
+    elif err.code is ErrorCode.UNAVAILABLE:
+        headers.append((b"retry-after", b"1"))
+    body = orjson.dumps({"error": str(err)})
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def guarded_app(app: RestApp, data_plane: DataPlane, protection: Protection) -> GuardedApp:
+    """`app` behind `protection`, with the data plane's request timeout."""
+    return GuardedApp(
+        app,
+        protection,
+        app.routes,
+        lambda: data_plane.repository.model_names(),
+        data_plane.config.request_timeout_s,
+    )
