@@ -131,3 +131,31 @@ def test_cli_prints_json_and_writes_the_serve_file(
     assert doc["ref"] == mv.ref
     assert len(doc["points"]) == 7
     assert load_serve_file(serve).models[mv.name].max_batch_size == doc["best"]["batch"]
+    assert doc["stored"] is True
+    with Registry.from_settings(trained_mlp[0]) as registry:
+        stored = registry.get_serving_config(mv.name, mv.version, hardware_profile().key)
+    assert stored is not None
+    assert stored.config["max_batch_size"] == doc["best"]["batch"]
+    assert stored.config["instances"] == doc["best"]["instances"] == 1
+    assert stored.config["p99_budget_ms"] == 1000.0
+
+
+def test_cli_no_store_leaves_the_registry_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onnx_models import build_classifier
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MAAS_HOME", str(home))
+    classifier = build_classifier(4, 3)
+    with Registry.from_settings(Settings(home=home)) as registry:
+        registry.register("lin", classifier.model_bytes, signature=classifier.signature)
+    args = ["tune", "lin@1", "--p99-ms", "1000", "--max-instances", "1", "--json"]
+    main([*args, "--no-store"])
+    assert json.loads(capsys.readouterr().out)["stored"] is False
+    with Registry.from_settings(Settings(home=home)) as registry:
+        assert registry.get_serving_config("lin", 1, hardware_profile().key) is None
+    main(args)
+    capsys.readouterr()
+    with Registry.from_settings(Settings(home=home)) as registry:
+        assert registry.get_serving_config("lin", 1, hardware_profile().key) is not None
