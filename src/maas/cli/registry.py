@@ -104,16 +104,13 @@ def _print_versions(versions: Sequence[ModelVersion]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("version", "created", "aliases", "size", "digest", "metrics")
+    from maas.cli.figures import FIGURE_COLUMNS, figure_cells
+    from maas.registry.figures import version_figures
+
+    table = Table("version", "aliases", *FIGURE_COLUMNS)  # created and digest: models show
     for mv in versions:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(mv.metrics.items())) or "-"
         table.add_row(
-            str(mv.version),
-            mv.created_at.isoformat(timespec="seconds"),
-            ", ".join(mv.aliases) or "-",
-            f"{mv.size_bytes:,}",
-            mv.digest[:12],
-            metrics,
+            str(mv.version), ", ".join(mv.aliases) or "-", *figure_cells(version_figures(mv))
         )
     Console().print(table)
 
@@ -191,29 +188,48 @@ def list_models(as_json: bool) -> None:
 @click.argument("ref")
 @JSON_OPTION
 def show(ref: str, as_json: bool) -> None:
-    """Show one version (NAME[@REF]): signature, labels, metrics, lineage, digest, aliases."""
+    """Show one version (NAME[@REF]): signature, labels, metrics, lineage, digest, aliases;
+    then every version's size, parameters, precision and speed, and the serving
+    configurations tuned for this one."""
+    from maas.cli.figures import print_figures
     from maas.registry import parse_ref
+    from maas.registry.figures import version_figures
     from maas.registry.routes import get_route
+    from maas.registry.serving_configs import list_serving_configs
 
     parsed = parse_ref(ref)
     with open_registry() as registry:
         mv = registry.get(parsed.name, parsed.ref)
         route = get_route(registry, parsed.name)
+        figures = [version_figures(v) for v in registry.list_versions(parsed.name)]
+        tuned = list_serving_configs(registry, mv.name, mv.version)
     if as_json:
-        echo_json({**mv.to_dict(), "route": route.to_dict() if route else None})
+        echo_json(
+            {
+                **mv.to_dict(),
+                "route": route.to_dict() if route else None,
+                "figures": version_figures(mv).to_dict(),
+                "versions": [f.to_dict() for f in figures],
+                "serving_configs": [c.to_dict() for c in tuned],
+            }
+        )
     else:
         _print_version(mv, route)
+        print_figures(figures, tuned)
 
 
 @models.command()
 @click.argument("name")
 @JSON_OPTION
 def versions(name: str, as_json: bool) -> None:
-    """List every version of model NAME, oldest first."""
+    """List every version of model NAME, oldest first, with its size, parameters, precision
+    and speed."""
+    from maas.registry.figures import version_figures
+
     with open_registry() as registry:
         found = registry.list_versions(name)
     if as_json:
-        echo_json([mv.to_dict() for mv in found])
+        echo_json([{**mv.to_dict(), "figures": version_figures(mv).to_dict()} for mv in found])
     else:
         _print_versions(found)
 
