@@ -87,9 +87,11 @@ class Served:
         return f"127.0.0.1:{self.server.grpc_port}"
 
 
-async def start_served(registry: Registry, protection: Protection) -> Served:
+async def start_served(
+    registry: Registry, protection: Protection, request_timeout_s: float = 10.0
+) -> Served:
     """Serve every model of `registry` behind `protection`, with a manager following it."""
-    config = ServingConfig(poll_interval_s=0, request_timeout_s=10.0)
+    config = ServingConfig(poll_interval_s=0, request_timeout_s=request_timeout_s)
     data_plane = build_data_plane(registry, None, config, CollectorRegistry())
     manager = ModelManager(registry, data_plane)
     data_plane.control = manager
