@@ -10,8 +10,10 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from maas.evaluate.reports import VersionEvaluation
 
@@ -23,6 +25,13 @@ def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def _plain_log_axis(ax: Axes) -> None:
+    """Label a log x axis with plain numbers at 1, 2 and 5 per decade (not `4 x 10^-2`)."""
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def to_data_uri(png: bytes) -> str:
@@ -52,17 +61,29 @@ def confusion_png(evaluation: VersionEvaluation) -> bytes:
 
 
 def latency_png(evaluations: Sequence[VersionEvaluation]) -> bytes:
-    """Distribution of batch-1 call times per version (histograms on one axis)."""
+    """Distribution of batch-1 call times per version, on a log axis with each median marked.
+
+    Call times have a long tail (a scheduler hiccup costs 10-100x a call); on a linear axis it
+    squeezes every typical call into one or two bins, so bins are spaced evenly in log time.
+    """
     figure = Figure(figsize=(7, 3.5))
     ax = figure.add_subplot()
-    samples = [np.asarray(e.latency_b1.samples_ms) for e in evaluations]
-    upper = max((float(np.percentile(s, 99.5)) for s in samples if s.size), default=1.0)
-    bins = [float(v) for v in np.linspace(0.0, upper, 60)]
-    for evaluation, values in zip(evaluations, samples, strict=True):
-        ax.hist(np.clip(values, 0, upper), bins=bins, alpha=0.55, label=evaluation.ref)
-    ax.set_xlabel("latency at batch 1 (ms)")
+    samples = [np.asarray(e.latency_b1.samples_ms, dtype=np.float64) for e in evaluations]
+    positive = np.concatenate([s[s > 0] for s in samples] or [np.ones(1)])
+    if positive.size == 0:
+        positive = np.ones(1)
+    low, high = float(positive.min()), float(positive.max())
+    bins = [float(v) for v in np.geomspace(low, max(high, low * 1.01), 60)]
+    colors = [f"C{i % 10}" for i in range(len(evaluations))]
+    for evaluation, values, color in zip(evaluations, samples, colors, strict=True):
+        shown = np.clip(values, low, high)
+        ax.hist(shown, bins=bins, alpha=0.55, label=evaluation.ref, color=color)
+        ax.axvline(evaluation.latency_b1.p50_ms, color=color, linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    _plain_log_axis(ax)
+    ax.set_xlabel("latency at batch 1 (ms, log scale; dashed: median)")
     ax.set_ylabel("calls")
-    ax.set_title("latency distribution (p99.5 and above clipped)")
+    ax.set_title("latency distribution")
     ax.legend()
     return _png(figure)
 
@@ -73,18 +94,24 @@ def tradeoff_png(evaluations: Sequence[VersionEvaluation]) -> bytes:
     ax = figure.add_subplot()
     throughput = np.array([e.best_batch.throughput_rows_s for e in evaluations])
     areas = 60 + 540 * throughput / max(float(throughput.max()), 1e-9)
-    for evaluation, area in zip(evaluations, areas, strict=True):
+    sizes = np.log([max(e.size_bytes, 1) / 1024 for e in evaluations])
+    middle = (float(sizes.min()) + float(sizes.max())) / 2
+    for evaluation, area, log_size in zip(evaluations, areas, sizes, strict=True):
         x, y = evaluation.size_bytes / 1024, evaluation.quality.accuracy * 100
         ax.scatter([x], [y], s=area, alpha=0.6)
+        # Labels point inwards, so the largest model's label stays inside the axes.
+        is_right = len(evaluations) > 1 and log_size > middle
         ax.annotate(
             f"{evaluation.ref}\n{evaluation.precision}, "
             f"{evaluation.best_batch.throughput_rows_s:,.0f} rows/s",
             (x, y),
             textcoords="offset points",
-            xytext=(8, 6),
+            xytext=(-10, 8) if is_right else (10, 8),
+            ha="right" if is_right else "left",
             fontsize=8,
         )
     ax.set_xscale("log")
+    _plain_log_axis(ax)
     ax.set_xlabel("model size (KiB, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("size / accuracy / speed (marker area: throughput)")
@@ -108,7 +135,7 @@ def reliability_png(evaluations: Sequence[VersionEvaluation]) -> bytes:
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     ax.set_title("calibration")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")  # the curves run from lower left to upper right
     return _png(figure)
 
 
