@@ -63,7 +63,8 @@ def _print_outcome(outcome: OptimizeOutcome) -> None:
         console.print(f"registered {ref}")
         console.print(
             f"next: maas evaluate {outcome.parent_ref} {ref} --out report/   "
-            f"and   maas tune {ref} --p99-ms BUDGET --write serve.yaml"
+            f"and   maas tune {ref} --p99-ms BUDGET   (stores the serving configuration "
+            "with the version; maas serve uses it on this machine)"
         )
 
 
