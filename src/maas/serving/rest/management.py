@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from maas.errors import InvalidInput, ModelNotFound, Unavailable
+from maas.security.acl import Action, allows
 from maas.serving.dataplane import DataPlane
 from maas.serving.manager import ModelManager
 from maas.serving.rest.handlers import HttpRequest, Reply, json_reply
@@ -54,6 +55,9 @@ class ManagementHandlers:
     async def index(self, request: HttpRequest) -> Reply:
         doc = _body(request.body, required=False)
         entries = self._manager().index()
+        principal = request.principal
+        if principal is not None:  # the listing holds only the models the caller may read
+            entries = [e for e in entries if allows(principal.scopes, Action.READ, e.name)]
         if doc.get("ready"):
             entries = [e for e in entries if e.state == "READY"]
         return json_reply(
@@ -139,7 +143,5 @@ def _model(request: HttpRequest) -> str:
 
 
 def _actor(request: HttpRequest) -> str | None:
-    """Who to name in the audit log: the authenticated caller once authentication names one."""
-    principal = getattr(request, "principal", None)
-    name = getattr(principal, "name", None)
-    return name if isinstance(name, str) else None
+    """Who to name in the audit log: the authenticated caller (None without authentication)."""
+    return request.principal.name if request.principal is not None else None
