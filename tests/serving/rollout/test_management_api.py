@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from rollout_harness import Served, artifact_path, infer_body, register
 
 from maas.registry.store import Registry
@@ -99,3 +100,31 @@ async def test_every_mounted_route_names_its_endpoint_kind(
     assert all(kind in ENDPOINT_ACTIONS for kind in MOUNTED_KINDS.values())
     management = {k for k, kind in MOUNTED_KINDS.items() if kind == "management"}
     assert ("PUT", "/v2/models/{m}/route") in management
+
+
+async def test_grpc_repository_load_and_unload_go_through_the_manager(
+    fresh_registry: Registry, serve: Serve
+) -> None:
+    import tritonclient.grpc.aio as triton_aio
+    from tritonclient.utils import InferenceServerException
+
+    from maas.serving.grpc.server import GrpcServer
+
+    register(fresh_registry, "digits", seed=1)
+    served: Served = await serve()
+    grpc_server = GrpcServer(served.data_plane, "127.0.0.1", 0)
+    await grpc_server.start()
+    client = triton_aio.InferenceServerClient(f"127.0.0.1:{grpc_server.port}")
+    try:
+        await client.unload_model("digits")
+        assert served.data_plane.repository.model_names() == []
+        await client.load_model("digits")
+        assert served.data_plane.repository.model_names() == ["digits"]
+        with pytest.raises(InferenceServerException, match="nope"):
+            await client.load_model("nope")
+    finally:
+        await client.close()
+        await grpc_server.stop()
+    audited = [(e.action, e.target) for e in fresh_registry.audit_log()]
+    assert ("repository_unload", "digits") in audited
+    assert ("repository_load", "digits") in audited

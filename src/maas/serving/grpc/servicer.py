@@ -129,12 +129,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
-        await _unimplemented(context, "RepositoryModelLoad")
+        """Serve a model (again) through the model manager; its failed versions are retried."""
+        control = self._data_plane.control
+        if control is None:  # a data plane without a registry to follow
+            await _unimplemented(context, "RepositoryModelLoad")
+        try:
+            await control.load_model(request.model_name)
+        except Exception as err:
+            await abort(context, err)
+        return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
-        await _unimplemented(context, "RepositoryModelUnload")
+        """Stop serving a model; its in-flight requests finish first."""
+        control = self._data_plane.control
+        if control is None:
+            await _unimplemented(context, "RepositoryModelUnload")
+        try:
+            await control.unload_model(request.model_name)
+        except Exception as err:
+            await abort(context, err)
+        return pb.RepositoryModelUnloadResponse()
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         infer_request = decode_infer_request(request)
