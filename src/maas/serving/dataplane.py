@@ -68,6 +68,7 @@ class DataPlane:
         self.metrics = metrics
         self.config = config
         self._is_closed = False
+        self._is_stopping = False
         self.rollout = RolloutMetrics(metrics.registry)
         # Set by `maas serve` to the model manager; management endpoints answer 503 without it.
         self.control: ModelManager | None = None
@@ -82,7 +83,11 @@ class DataPlane:
 
     async def ready(self) -> bool:
         """Every configured version is loaded and the server is not stopping."""
-        return not self._is_closed
+        return not self._is_closed and not self._is_stopping
+
+    def begin_shutdown(self) -> None:
+        """Report not ready (load balancers stop sending) while in-flight requests finish."""
+        self._is_stopping = True
 
     async def model_ready(self, name: str, version: str | None) -> bool:
         """The version (or the model's default) is loaded and answering."""

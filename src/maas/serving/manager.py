@@ -134,6 +134,9 @@ class ModelManager:
             failures = {key: failure.reason for key, failure in self._failed.items()}
             table = build_table(TableInputs(plans, self._loaded, old, self._trips, failures))
             kept = {(n, int(v)) for n, by_v in table.versions.items() for v in by_v}
+            for name, by_version in table.versions.items():
+                for number, item in by_version.items():
+                    self._loaded[(name, int(number))] = item  # with the registry's facts now
             if table != old:
                 repository.install(table)
                 self._dp.metrics.models_loaded.set(len(kept))
@@ -165,9 +168,9 @@ class ModelManager:
 
     async def _load(self, mv: ModelVersion) -> LoadedVersion | None:
         """Load and warm one version; on failure record why and return None."""
-        policy = await asyncio.to_thread(policy_for_version, self._config, self._registry, mv)
         key = (mv.name, mv.version)
         try:
+            policy = await asyncio.to_thread(policy_for_version, self._config, self._registry, mv)
             loaded = await asyncio.to_thread(
                 load_version, self._registry, mv, policy, self._dp.metrics
             )

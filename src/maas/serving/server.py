@@ -179,6 +179,7 @@ async def serve_until_signalled(
         )
         await stop.wait()
         log.info("server.stopping")
+        data_plane.begin_shutdown()
     finally:
         await manager.stop()
         await server.stop(config.grace_period_s)

@@ -178,3 +178,15 @@ async def test_a_model_served_by_number_serves_only_that_version(
     register(fresh_registry, "digits", seed=3)
     await served.manager.refresh()
     assert served.data_plane.repository.version_names("digits") == ("1",)
+
+
+async def test_a_stopping_server_reports_not_ready_and_still_answers(
+    fresh_registry: Registry, serve: Serve
+) -> None:
+    register(fresh_registry, "digits", seed=1)
+    served: Served = await serve()
+    served.data_plane.begin_shutdown()
+    async with httpx.AsyncClient(base_url=served.url) as client:
+        assert (await client.get("/v2/health/ready")).status_code == 503
+        response = await client.post("/v2/models/digits/infer", json=infer_body())
+    assert response.status_code == 200
