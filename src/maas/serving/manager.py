@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,6 +80,7 @@ class ModelManager:
         }
         self._failed: dict[VersionKey, LoadFailure] = {}
         self._trips: dict[tuple[str, str], str] = {}
+        self._trip_stamps: dict[tuple[str, str], datetime | None] = {}  # route written at
         self._plans: dict[str, ModelPlan] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -225,6 +227,8 @@ class ModelManager:
         from maas.registry.routes import trip_target
 
         self._trips[(name, target)] = reason
+        plan = self._plans.get(name)
+        self._trip_stamps[(name, target)] = plan.route.updated_at if plan and plan.route else None
         version = self._dp.repository.table.routes[name].targets.get(target, target)
         self._dp.rollout.guard_trips.labels(name, version).inc()
         work = asyncio.to_thread(trip_target, self._registry, name, target, reason, SERVER_ACTOR)
@@ -232,10 +236,12 @@ class ModelManager:
 
     def _forget_trips(self, plans: dict[str, ModelPlan]) -> None:
         """Drop trips of routes that were replaced (a new route starts with clean guards)."""
-        for name, target in list(self._trips):
+        for key in list(self._trips):
+            name, _ = key
             route = plans[name].route if name in plans else None
-            if route is None or target not in dict(route.split):
-                del self._trips[(name, target)]
+            if route is None or route.updated_at != self._trip_stamps.get(key):
+                del self._trips[key]
+                self._trip_stamps.pop(key, None)
 
     # -- management ------------------------------------------------------------------------
 

@@ -110,7 +110,7 @@ async def test_a_canary_that_breaches_its_guard_stops_getting_traffic(
     # 50/50 alternates: the canary failed 10 times, then the guard took it out.
     assert statuses[(500, "")] == 10
     assert statuses[(200, "1")] == 30
-    await served.manager.stop()  # waits for the trip to be written
+    await served.manager.stop()  # waits for the trip to be written (and stops polling)
     route = get_route(fresh_registry, "lookup")
     assert route is not None
     assert route.tripped["canary"].startswith("error rate 1.000 > 0.05")
@@ -119,6 +119,16 @@ async def test_a_canary_that_breaches_its_guard_stops_getting_traffic(
     capsys.readouterr()
     await asyncio.to_thread(cli, "models", "show", "lookup")
     assert "canary stopped by its guard: error rate" in capsys.readouterr().out
+    set_route(fresh_registry, "lookup", [("production", 50), ("canary", 50)], guard=guard)
+    await served.manager.refresh()  # a route written again starts with clean guards
+    async with httpx.AsyncClient() as client:
+        answered = [
+            (
+                await client.post(f"{served.url}/v2/models/lookup/infer", json=lookup_body(1))
+            ).headers["x-model-version"]
+            for _ in range(4)
+        ]
+    assert sorted(answered) == ["1", "1", "2", "2"]
 
 
 async def test_shadow_copies_are_compared_and_never_returned(
