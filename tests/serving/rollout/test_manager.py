@@ -190,3 +190,16 @@ async def test_a_stopping_server_reports_not_ready_and_still_answers(
         assert (await client.get("/v2/health/ready")).status_code == 503
         response = await client.post("/v2/models/digits/infer", json=infer_body())
     assert response.status_code == 200
+
+
+async def test_a_model_registered_later_is_served_when_every_model_is(
+    fresh_registry: Registry, serve: Serve
+) -> None:
+    register(fresh_registry, "digits", seed=1)
+    everything: Served = await serve()
+    only_digits: Served = await serve(models=["digits"])
+    register(fresh_registry, "iris", seed=2)
+    await everything.manager.refresh()
+    await only_digits.manager.refresh()
+    assert everything.data_plane.repository.model_names() == ["digits", "iris"]
+    assert only_digits.data_plane.repository.model_names() == ["digits"]
