@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from onnx_models import Classifier
+from onnx_models import Classifier, build_fixed_batch_model
 from prometheus_client import CollectorRegistry
 
+from maas.registry.store import Registry
 from maas.security.acl import ENDPOINT_ACTIONS, Action
 from maas.serving.rest.mounts import MOUNTED_KINDS
+from maas.serving.rest.server import RestServer
+from maas.serving.server import build_data_plane
+from maas.signature import Signature, TensorSpec
 
 LABELS = {"model": "iris", "version": "1"}
 
@@ -145,3 +150,27 @@ async def test_bad_parameters_are_refused_with_400(
 def test_explain_needs_the_infer_scope() -> None:
     for path in ("/v2/models/{m}/explain", "/v2/models/{m}/versions/{v}/explain"):
         assert ENDPOINT_ACTIONS[MOUNTED_KINDS[("POST", path)]] is Action.INFER
+
+
+async def test_a_model_without_a_batch_dimension_cannot_be_explained(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts")
+    signature = Signature(
+        inputs=(TensorSpec("x", "FP32", (1, 2)),), outputs=(TensorSpec("y", "FP32", (1, 2)),)
+    )
+    registry.register("double", build_fixed_batch_model(2), signature=signature)
+    data_plane = build_data_plane(registry)
+    server = RestServer(data_plane, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+        async with httpx.AsyncClient(timeout=30) as http:
+            url = f"http://127.0.0.1:{server.port}/v2/models/double"
+            inferred = await http.post(f"{url}/infer", json=body)
+            explained = await http.post(f"{url}/explain", json=body)
+    finally:
+        await server.stop()
+        data_plane.close()
+        registry.close()
+    assert inferred.status_code == 200
+    assert explained.status_code == 400
+    assert "needs one FP32 input with a batch dimension" in explained.json()["error"]
