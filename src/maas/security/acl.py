@@ -36,6 +36,7 @@ ENDPOINT_ACTIONS: dict[str, Action] = {
     "health_ready": Action.OPEN,
     "grpc_health": Action.OPEN,  # grpc.health.v1
     "grpc_reflection": Action.OPEN,  # the schema only, no data
+    "openapi": Action.OPEN,  # the REST API's OpenAPI document: the schema only, no data
     "sagemaker_ping": Action.OPEN,
     "server_metadata": Action.AUTHENTICATED,
     "model_ready": Action.READ,

@@ -101,8 +101,12 @@ def test_encrypted_artifacts_hold_no_onnx_plaintext(
             f"sqlite:///{folder / 'registry.db'}", folder / "artifacts", cipher=with_cipher
         ) as registry:
             registry.register("digits", digits_model.model_bytes, signature=digits_model.signature)
-    (plain,) = [p.read_bytes() for p in (plain_dir / "artifacts" / "sha256").rglob("*") if p.is_file()]
-    (sealed,) = [p.read_bytes() for p in (sealed_dir / "artifacts" / "sha256").rglob("*") if p.is_file()]
+    (plain,) = [
+        p.read_bytes() for p in (plain_dir / "artifacts" / "sha256").rglob("*") if p.is_file()
+    ]
+    (sealed,) = [
+        p.read_bytes() for p in (sealed_dir / "artifacts" / "sha256").rglob("*") if p.is_file()
+    ]
     assert b"MatMul" in plain  # the control: ONNX protobuf names its operators in the clear
     assert b"MatMul" not in sealed
     assert digits_model.model_bytes[:32] not in sealed

@@ -25,6 +25,7 @@ from maas.serving.rest.handlers import (
     error_reply,
 )
 from maas.serving.rest.mounts import match_mounted, mounted_routes
+from maas.serving.rest.openapi import OPENAPI_PATH, openapi
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class RestApp:
             ("GET", "/v2/models/{m}/versions/{v}/config"): h.model_config,
             ("GET", "/v2/models/{m}/versions/{v}/stats"): h.model_stats,
             ("GET", "/metrics"): h.metrics,
+            ("GET", OPENAPI_PATH): openapi,
         }
         self._routes.update(mounted_routes(data_plane))  # management and compatible APIs
         self._paths = {path for _, path in self._routes}

@@ -30,6 +30,7 @@ from maas.serving.rest.app import RestApp, route_shape
 from maas.serving.rest.compat_sagemaker import TARGET_MODEL_HEADER
 from maas.serving.rest.handlers import HTTP_STATUS, PRINCIPAL_SCOPE_KEY, check_declared_length
 from maas.serving.rest.mounts import MOUNTED_KINDS
+from maas.serving.rest.openapi import OPENAPI_PATH
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ ServedModels = Callable[[], Collection[str]]
 
 UNKNOWN_ROUTE_KIND = "server_metadata"  # any valid credentials, then the app's 404
 UNCLASSIFIED_KIND = "management"  # a route nobody classified needs admin
+REQUEST_TIMEOUT_STATUS = 408  # the client did not send its body in time: its mistake, not ours
 
 # (method, path shape) -> endpoint kind of the v2 REST routes.
 ROUTE_KINDS: dict[tuple[str, str], str] = {
@@ -60,6 +62,7 @@ ROUTE_KINDS: dict[tuple[str, str], str] = {
     ("GET", "/v2/models/{m}/versions/{v}/config"): "model_config",
     ("GET", "/v2/models/{m}/versions/{v}/stats"): "model_statistics",
     ("GET", "/metrics"): "metrics",
+    ("GET", OPENAPI_PATH): "openapi",
 }
 ALL_KINDS: dict[tuple[str, str], str] = {**ROUTE_KINDS, **MOUNTED_KINDS}
 
@@ -153,8 +156,17 @@ class GuardedApp:
         return served[0] if len(served) == 1 else None
 
     async def _answer_in_time(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app; if it has not started answering within the timeout, answer 504."""
+        """Run the app; if it has not started answering within the timeout, answer 408 when the
+        client had not finished sending its body (its mistake), else 504."""
         started = False
+        body_done = scope["method"] not in ("POST", "PUT", "PATCH")
+
+        async def tracked_receive() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
@@ -165,11 +177,19 @@ class GuardedApp:
 
         try:
             async with asyncio.timeout(self._timeout_s) as deadline:
-                await self._app(scope, receive, tracked_send)
+                await self._app(scope, tracked_receive, tracked_send)
         except TimeoutError:
             if started:
                 raise
-            log.info("request.timeout", extra={"path": scope["path"]})
+            log.info("request.timeout", extra={"path": scope["path"], "body_done": body_done})
+            if not body_done:
+                await _send_error(
+                    send,
+                    REQUEST_TIMEOUT_STATUS,
+                    f"the request body did not arrive within {self._timeout_s:g} s",
+                    [],
+                )
+                return
             await _refuse(
                 send,
                 DeadlineExceeded(f"the request was not answered within {self._timeout_s:g} s"),
@@ -192,17 +212,26 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 async def _refuse(send: Send, err: MaasError) -> None:
-    status = HTTP_STATUS[err.code]
-    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    headers: list[tuple[bytes, bytes]] = []
     if err.code is ErrorCode.UNAUTHENTICATED:
         headers.append((b"www-authenticate", b'Bearer realm="maas"'))
     if isinstance(err, ResourceExhausted):
         headers.append((b"retry-after", retry_after_header(err)))
     elif err.code is ErrorCode.UNAVAILABLE:
         headers.append((b"retry-after", b"1"))
-    body = orjson.dumps({"error": str(err)})
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await _send_error(send, HTTP_STATUS[err.code], str(err), headers)
+
+
+async def _send_error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = orjson.dumps({"error": message})
+    out = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body})
 
 
