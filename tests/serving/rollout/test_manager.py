@@ -56,9 +56,13 @@ class Load:
                 self.answers.append(await predict(client, self.url, self.model))
 
     async def wait_answers(self, more: int) -> None:
+        """Wait for `more` answers (bounded: a stuck server fails the test, never hangs it)."""
         target = len(self.answers) + more
-        while len(self.answers) < target:
+        for _ in range(12_000):
+            if len(self.answers) >= target:
+                return
             await asyncio.sleep(0.005)
+        raise AssertionError(f"only {len(self.answers)} of {target} answers came")
 
 
 @pytest.mark.slow
