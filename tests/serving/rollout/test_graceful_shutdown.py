@@ -121,13 +121,8 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(tmp_path: Path) -> 
     home = tmp_path / "home"
     with Registry(f"sqlite:///{home / 'registry.db'}", home / "artifacts") as registry:
         registry.register("slow", build_slow_model(), signature=SIGNATURE)
-    env = {
-        **os.environ,
-        "MAAS_HOME": str(home),
-        "MAAS_SERVE_MAX_BATCH_SIZE": "1",
-        "MAAS_REGISTRY_URL": "",
-    }
-    env.pop("MAAS_REGISTRY_URL")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
+    env = {**inherited, "MAAS_HOME": str(home), "MAAS_SERVE_MAX_BATCH_SIZE": "1"}
     command = [sys.executable, "-m", "maas", "serve", "--http-port", "0", "--grpc-port", "0"]
     command += ["--poll-interval", "0", "--grace-period", "60"]
     with subprocess.Popen(
