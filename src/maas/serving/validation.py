@@ -92,7 +92,12 @@ def check_tensor(tensor: InferTensor, spec: TensorSpec, label: str) -> np.ndarra
                 f'input "{tensor.name}" data cannot be read as {spec.datatype}'
             ) from err
     if data.shape != shape:
-        data = data.reshape(shape)
+        try:
+            data = data.reshape(shape)
+        except ValueError as err:  # e.g. [0, 2**62, 2**62]: no elements, yet too big for numpy
+            raise ShapeMismatch(
+                f'input "{tensor.name}" has shape {shape_text(shape)}, which is too large'
+            ) from err
     return data
 
 

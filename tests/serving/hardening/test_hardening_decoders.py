@@ -8,11 +8,12 @@ import json
 import os
 from typing import Any
 
+import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maas.errors import ErrorCode, MaasError
+from maas.errors import ErrorCode, InvalidInput, MaasError, ShapeMismatch
 from maas.protocol.http import decode_request
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.types import InferRequest
@@ -34,6 +35,11 @@ SIGNATURE = Signature(
     inputs=(TensorSpec("input", "FP32", (-1, 4)), TensorSpec("mask", "BOOL", (-1, 4))),
     outputs=(TensorSpec("label", "INT64", (-1,)),),
 )
+DYNAMIC_SIGNATURE = Signature(  # every dimension free: any shape gets through to the reshape
+    inputs=(TensorSpec("input", "FP32", (-1, -1, -1)),),
+    outputs=(TensorSpec("label", "INT64", (-1,)),),
+)
+HUGE_EMPTY_SHAPE = [0, 2**62, 2**62]  # no elements, yet too big for numpy to shape
 DATATYPES = ["BOOL", "UINT8", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES", "fp32", "X"]
 
 json_scalars = st.one_of(
@@ -97,10 +103,11 @@ def assert_client_error(err: MaasError) -> None:
 
 
 def check_decoded(request: InferRequest) -> None:
-    try:
-        check_inputs(request, SIGNATURE, label="fuzz:1", max_batch_size=64, is_batchable=True)
-    except MaasError as err:
-        assert_client_error(err)
+    for signature in (SIGNATURE, DYNAMIC_SIGNATURE):
+        try:
+            check_inputs(request, signature, label="fuzz:1", max_batch_size=64, is_batchable=True)
+        except MaasError as err:
+            assert_client_error(err)
 
 
 def decode_http(body: bytes, header_length: int | None) -> None:
@@ -188,3 +195,18 @@ def test_the_fuzz_rule_catches_a_server_error() -> None:
     except AssertionError:
         return
     raise AssertionError("a 500 passed the client-error rule")
+
+
+def test_an_empty_tensor_of_huge_shape_is_a_client_error() -> None:
+    """Found by the long fuzz run: numpy refused to shape it and the request got a 500."""
+    message = pb.ModelInferRequest(model_name="fuzz")
+    message.inputs.add(name="input", datatype="FP32", shape=HUGE_EMPTY_SHAPE)
+    with pytest.raises(InvalidInput, match="too large"):
+        decode_infer_request(message)
+    doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": HUGE_EMPTY_SHAPE, "data": []}]}
+    request = decode_request(json.dumps(doc).encode(), None, "fuzz", None)
+    with pytest.raises(ShapeMismatch, match="too large"):
+        check_inputs(
+            request, DYNAMIC_SIGNATURE, label="fuzz:1", max_batch_size=8, is_batchable=True
+        )
+    assert HTTP_STATUS[ShapeMismatch.code] == 400

@@ -180,11 +180,15 @@ def _decode_tensor(msg: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
         data = _raw_to_array(name, datatype, count, raw)
     else:
         data = _contents_to_array(name, datatype, count, msg.contents)
+    try:
+        shaped = data.reshape(shape)
+    except ValueError as err:  # e.g. [0, 2**62, 2**62]: no elements, yet too big for numpy
+        raise InvalidInput(f"input {name!r} has shape {list(shape)}, which is too large") from err
     return InferTensor(
         name=name,
         datatype=datatype,
         shape=shape,
-        data=data.reshape(shape),
+        data=shaped,
         parameters=decode_parameters(msg.parameters),
     )
 
