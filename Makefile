@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MAAS_LOG_LEVEL ?= warning
 
-.PHONY: quickstart test lint proto bench clean venv
+.PHONY: quickstart test lint proto bench clean venv fuzz
 
 venv: $(STAMP)
 
@@ -37,6 +37,12 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# About five minutes of fuzzing: the REST API from its OpenAPI document against a live server,
+# and the tensor decoders, with many more (and fresh random) examples than `make test` runs.
+FUZZ_EXAMPLES ?= 150
+fuzz: $(STAMP)
+	MAAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/serving/hardening
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
