@@ -297,3 +297,24 @@ async def test_a_revoked_key_stops_working_on_running_servers(
     assert await grpc_code(secured, infer, bearer) == grpc.StatusCode.UNAUTHENTICATED
     still = await rest_status(secured, "POST", "/v2/models/digits/infer", keys.bearer("admin"))
     assert still.status_code == 200
+
+
+async def test_management_through_rest_is_audited_under_the_key(
+    secured: Served, keys: Keys, secure_registry: Registry
+) -> None:
+    async with httpx.AsyncClient(base_url=secured.http_url, timeout=10) as client:
+        moved = await client.put(
+            "/v2/models/digits/aliases/production",
+            json={"version": 1},
+            headers={"Authorization": keys.bearer("admin")},
+        )
+        refused = await client.put(
+            "/v2/models/digits/aliases/staging",
+            json={"version": 1},
+            headers={"Authorization": keys.bearer("digits")},
+        )
+    assert moved.status_code == 200
+    assert refused.status_code == 403
+    aliases = [e for e in secure_registry.audit_log() if e.target.startswith("digits")]
+    assert [(e.actor, e.action, e.outcome) for e in aliases][-1:] == [("admin", "set_alias", "ok")]
+    assert all("staging" not in e.target for e in aliases)  # a refused call changes nothing
