@@ -23,7 +23,7 @@ from maas.serving.validation import check_inputs
 from maas.signature import Signature, TensorSpec
 
 LONG_RUN = os.environ.get("MAAS_FUZZ_EXAMPLES")
-EXAMPLES = int(LONG_RUN or "15") * 20
+EXAMPLES = int(LONG_RUN or "10") * 20
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from maas.serving.rest.openapi import openapi_document
 
 LONG_RUN = os.environ.get("MAAS_FUZZ_EXAMPLES")
-EXAMPLES = int(LONG_RUN or "15")
+EXAMPLES = int(LONG_RUN or "10")
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 schema.config.generation.update(
