@@ -8,6 +8,7 @@ from security_helpers import REDIS_URL
 from maas.config import SecuritySettings
 from maas.errors import InvalidInput, ResourceExhausted, Unavailable
 from maas.security.ratelimit import (
+    PRUNE_AT_BUCKETS,
     LocalRateLimiter,
     RateLimit,
     RedisRateLimiter,
@@ -136,3 +137,19 @@ def test_settings_choose_the_limiter() -> None:
 def test_redis_url_comes_from_maas_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAAS_REDIS_URL", REDIS_URL)
     assert SecuritySettings().redis_url == REDIS_URL
+
+
+def test_refilled_buckets_are_forgotten_so_many_callers_cannot_grow_memory() -> None:
+    clock = StepClock()
+    limiter = LocalRateLimiter(clock)
+    limit = RateLimit.parse("10/s")
+    for n in range(PRUNE_AT_BUCKETS):
+        limiter.acquire(f"caller-{n}", limit)
+    assert limiter.bucket_count == PRUNE_AT_BUCKETS
+    limiter.acquire("busy", RateLimit.parse("1/s"))  # still within the same instant
+    assert limiter.bucket_count == PRUNE_AT_BUCKETS + 1  # nothing has refilled yet: nothing is lost
+    clock.now += 0.5  # "busy" (1/s) is still short of a token; the 10/s buckets are full
+    limiter.acquire("newcomer", limit)
+    assert limiter.bucket_count == 2
+    with pytest.raises(ResourceExhausted):
+        limiter.acquire("busy", RateLimit.parse("1/s"))  # its emptied bucket was kept

@@ -45,7 +45,7 @@ class Guard:
         default_limit: RateLimit | None = None,
     ) -> None:
         self.authenticator = authenticator
-        self._limiter: RateLimiter = limiter or LocalRateLimiter()
+        self._limiter: RateLimiter = limiter if limiter is not None else LocalRateLimiter()
         self._default_limit = default_limit
 
     @classmethod

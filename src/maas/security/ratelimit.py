@@ -93,6 +93,10 @@ def _refused(key_id: str, limit: RateLimit, retry_after_s: float) -> ResourceExh
 class _Bucket:
     tokens: float
     updated_s: float
+    full_after_s: float  # from `updated_s` on, the bucket is full again: as good as absent
+
+
+PRUNE_AT_BUCKETS = 10_000  # past this many buckets, drop the full ones (bounds the memory)
 
 
 class LocalRateLimiter:
@@ -116,15 +120,35 @@ class LocalRateLimiter:
         now = self._clock()
         capacity = float(limit.capacity)
         with self._lock:
-            bucket = self._buckets.setdefault(key_id, _Bucket(capacity, now))
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                if len(self._buckets) >= PRUNE_AT_BUCKETS:
+                    self._prune(now)
+                bucket = self._buckets[key_id] = _Bucket(capacity, now, 0.0)
             elapsed = max(0.0, now - bucket.updated_s)
             bucket.tokens = min(capacity, bucket.tokens + elapsed * limit.rate_per_s)
             bucket.updated_s = now
+            bucket.full_after_s = (capacity - bucket.tokens + 1.0) / limit.rate_per_s
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
                 return
             retry_after_s = (1.0 - bucket.tokens) / limit.rate_per_s
         raise _refused(key_id, limit, retry_after_s)
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets that have refilled (callers hold the lock)."""
+        full = [
+            key
+            for key, bucket in self._buckets.items()
+            if now - bucket.updated_s >= bucket.full_after_s
+        ]
+        for key in full:
+            del self._buckets[key]
+
+    @property
+    def bucket_count(self) -> int:
+        """How many buckets are held."""
+        return len(self._buckets)
 
 
 # Refill and take in one step inside Redis, on Redis's own clock, so replicas agree.
