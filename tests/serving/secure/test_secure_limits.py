@@ -13,7 +13,8 @@ import pytest
 from conftest import Keys, Served, guard_for, start_served, stop_served
 from test_secure_access import INFER_BODY, grpc_infer_request
 
-from maas.config import load_serve_file
+from maas.config import ServeSettings, load_serve_file, load_settings
+from maas.errors import InvalidInput
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.registry.store import Registry
 from maas.security.ratelimit import RateLimit
@@ -168,3 +169,27 @@ async def test_a_slow_rest_body_gets_408(secure_registry: Registry, keys: Keys) 
         await stop_served(served)
     assert reply.status_code == 408
     assert reply.json()["error"] == "the request body did not arrive within 0.5 s"
+
+
+def test_protection_follows_the_settings_and_serve_file(
+    secure_registry: Registry, keys: Keys, tmp_path: Path
+) -> None:
+    serve_file = tmp_path / "serve.yaml"
+    serve_file.write_text(
+        "defaults: {rate_limit: 100/s}\n"
+        "models:\n  iris: {rate_limit: '10/s,burst=20', max_request_bytes: 4096}\n  digits: {}\n"
+    )
+    settings = load_settings(
+        home=tmp_path, serve=ServeSettings(config=serve_file, max_connections=5)
+    )
+    protection = Protection.from_settings(settings, secure_registry)
+    assert protection.limits_for("iris") == ModelLimits(RateLimit(10.0, 20), 4096)
+    assert protection.limits_for("digits") == ModelLimits(RateLimit(100.0), None)
+    assert protection.limits_for("unlisted") == ModelLimits(RateLimit(100.0), None)
+    assert protection.uvicorn_options() == {"limit_concurrency": 5}
+    assert protection.tls is None
+    assert protection.guard is not None
+    assert protection.guard.authenticator.is_enabled  # the fixture's keys exist
+    serve_file.write_text("models:\n  iris: {rate_limit: fast}\n")
+    with pytest.raises(InvalidInput, match="invalid rate limit 'fast'"):
+        Protection.from_settings(settings, secure_registry)
