@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,10 +18,14 @@ from maas.config import ServeSettings, load_serve_file, load_settings
 from maas.errors import InvalidInput
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.registry.store import Registry
-from maas.security.ratelimit import RateLimit
+from maas.security.auth import Authenticator
+from maas.security.guard import Guard
+from maas.security.keys import KeyStore
+from maas.security.ratelimit import RateLimit, RedisRateLimiter
 from maas.serving.protection import ModelLimits, Protection
 
 BURST = 500
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the Redis every test machine runs
 
 
 @pytest.mark.slow
@@ -193,3 +198,50 @@ def test_protection_follows_the_settings_and_serve_file(
     serve_file.write_text("models:\n  iris: {rate_limit: fast}\n")
     with pytest.raises(InvalidInput, match="invalid rate limit 'fast'"):
         Protection.from_settings(settings, secure_registry)
+
+
+async def test_two_servers_share_a_key_limit_through_redis(
+    secure_registry: Registry, tmp_path: Path
+) -> None:
+    import redis
+
+    token = KeyStore(secure_registry).create("shared", ["infer:*"], RateLimit(0.001, burst=6)).token
+    prefix = f"maas-test:{uuid.uuid4().hex}:"
+    replicas = [
+        await start_served(
+            secure_registry,
+            Protection(
+                guard=Guard(
+                    Authenticator(KeyStore(secure_registry)), RedisRateLimiter(REDIS_URL, prefix)
+                )
+            ),
+        )
+        for _ in range(2)
+    ]
+    try:
+        statuses = []
+        async with httpx.AsyncClient(timeout=10) as client:
+            for n in range(12):
+                served = replicas[n % 2]
+                reply = await client.post(
+                    f"{served.http_url}/v2/models/digits/infer",
+                    json=INFER_BODY,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                statuses.append(reply.status_code)
+        async with grpc.aio.insecure_channel(replicas[1].grpc_address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ModelInfer(
+                    grpc_infer_request("digits"), metadata=(("authorization", f"Bearer {token}"),)
+                )
+    finally:
+        for served in replicas:
+            await stop_served(served)
+        store = redis.Redis.from_url(REDIS_URL)
+        for key in store.scan_iter(match=prefix + "*"):
+            store.delete(key)
+        store.close()
+    assert statuses.count(200) == 6  # one bucket of 6 for both servers, not 6 each
+    assert statuses.count(429) == 6
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
