@@ -43,7 +43,7 @@ ENDPOINT_ACTIONS: dict[str, Action] = {
     "model_metadata": Action.READ,
     "model_config": Action.READ,
     "model_statistics": Action.READ,
-    "repository_index": Action.READ,  # the listing is filtered to the models the caller may read
+    "repository_index": Action.AUTHENTICATED,  # lists only the models the caller may read
     "infer": Action.INFER,
     "infer_stream": Action.INFER,
     "explain": Action.INFER,  # occlusion attributions: runs the model like infer

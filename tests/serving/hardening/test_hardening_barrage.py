@@ -12,7 +12,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import MAX_REQUEST_BYTES, REQUEST_TIMEOUT_S, LiveServer
+from hardening_helpers import MAX_REQUEST_BYTES, REQUEST_TIMEOUT_S, LiveServer
 
 INFER = "/v2/models/digits/infer"
 GOOD_INPUT = {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}

@@ -11,7 +11,7 @@ import os
 import httpx
 import pytest
 import schemathesis
-from conftest import LiveServer
+from hardening_helpers import LiveServer
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 

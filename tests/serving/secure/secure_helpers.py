@@ -1,16 +1,101 @@
-"""Helpers for the secured-server tests: a throwaway certificate authority and its certificates."""
+"""Helpers for the secured-server tests: servers behind a guard, keys, requests, and a throwaway
+certificate authority with its certificates."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import CollectorRegistry
+
+from maas.protocol.proto import grpc_service_pb2 as pb
+from maas.registry.store import Registry
+from maas.security.auth import Authenticator
+from maas.security.guard import Guard
+from maas.security.keys import KeyStore
+from maas.serving.dataplane import DataPlane
+from maas.serving.manager import ModelManager
+from maas.serving.options import ServingConfig
+from maas.serving.protection import Protection
+from maas.serving.server import Server, build_data_plane
+
+KEY_POLL_S = 0.2  # servers reload keys this often in these tests
+
+
+ROWS = np.array([[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, -1.0, 0.0]], dtype=np.float32)
+INFER_BODY = {
+    "inputs": [
+        {"name": "input", "datatype": "FP32", "shape": [2, 4], "data": ROWS.ravel().tolist()}
+    ]
+}
+
+
+@dataclass
+class Keys:
+    """Tokens of the test keys, by name."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def bearer(self, name: str) -> str:
+        return f"Bearer {self.tokens[name]}"
+
+
+@dataclass
+class Served:
+    """A running secured server."""
+
+    server: Server
+    data_plane: DataPlane
+    manager: ModelManager
+    registry: Registry
+    scheme: str = "http"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.server.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.server.grpc_port}"
+
+
+async def start_served(
+    registry: Registry, protection: Protection, request_timeout_s: float = 10.0
+) -> Served:
+    """Serve every model of `registry` behind `protection`, with a manager following it."""
+    config = ServingConfig(poll_interval_s=0, request_timeout_s=request_timeout_s)
+    data_plane = build_data_plane(registry, None, config, CollectorRegistry())
+    manager = ModelManager(registry, data_plane)
+    data_plane.control = manager
+    server = Server(data_plane, host="127.0.0.1", http_port=0, grpc_port=0, protection=protection)
+    await server.start()
+    await manager.start()
+    return Served(server, data_plane, manager, registry, protection.scheme)
+
+
+async def stop_served(served: Served) -> None:
+    await served.manager.stop()
+    await served.server.stop(1.0)
+    served.data_plane.close()
+
+
+def guard_for(registry: Registry) -> Guard:
+    """A guard over `registry`'s keys that reloads them every `KEY_POLL_S`."""
+    return Guard(Authenticator(KeyStore(registry), poll_interval_s=KEY_POLL_S))
+
+
+def grpc_infer_request(model: str) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=model)
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=list(ROWS.shape))
+    tensor.contents.fp32_contents.extend(ROWS.ravel().tolist())
+    return request
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
-from conftest import KEY_POLL_S, Keys, Served
 from onnx_models import Classifier
+from secure_helpers import INFER_BODY, KEY_POLL_S, ROWS, Keys, Served, grpc_infer_request
 from tritonclient.utils import InferenceServerException
 
 from maas.protocol.proto import grpc_service_pb2 as pb
@@ -21,12 +21,6 @@ from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.registry.store import Registry
 from maas.security.keys import KeyStore
 
-ROWS = np.array([[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, -1.0, 0.0]], dtype=np.float32)
-INFER_BODY = {
-    "inputs": [
-        {"name": "input", "datatype": "FP32", "shape": [2, 4], "data": ROWS.ravel().tolist()}
-    ]
-}
 REVOCATION_WAIT_S = 30 * KEY_POLL_S  # generous: the refusal is expected after one poll
 
 
@@ -56,13 +50,6 @@ def triton_grpc_infer(address: str, model: str, bearer: str | None) -> np.ndarra
         return np.asarray(result.as_numpy("label"))
     finally:
         client.close()
-
-
-def grpc_infer_request(model: str) -> pb.ModelInferRequest:
-    request = pb.ModelInferRequest(model_name=model)
-    tensor = request.inputs.add(name="input", datatype="FP32", shape=list(ROWS.shape))
-    tensor.contents.fp32_contents.extend(ROWS.ravel().tolist())
-    return request
 
 
 async def rest_status(served: Served, method: str, path: str, bearer: str | None) -> httpx.Response:
@@ -109,7 +96,7 @@ DIGITS_KEY_STATUS = {
     ("PUT", "/v2/models/digits/aliases/production"): 403,
     ("GET", "/v2/models/digits/route"): 403,
     ("POST", "/v2/models/digits/rollback"): 403,
-    ("POST", "/v2/repository/index"): 403,  # the listing needs read:*
+    ("POST", "/v2/repository/index"): 200,  # lists only what the key may read
     ("GET", "/v2/models/stats"): 403,  # every model's statistics
     ("GET", "/metrics"): 403,
     ("POST", "/v1/models/iris:predict"): 403,  # TF Serving
@@ -209,10 +196,6 @@ async def test_grpc_infer_digits_with_its_key(
                     pb.RepositoryModelLoadRequest(model_name="digits"), **kw
                 )
             ),
-            "PERMISSION_DENIED",
-        ),
-        (
-            lambda s: lambda **kw: s.RepositoryIndex(pb.RepositoryIndexRequest(), **kw),
             "PERMISSION_DENIED",
         ),
         (lambda s: lambda **kw: s.ServerMetadata(pb.ServerMetadataRequest(), **kw), "OK"),
@@ -318,3 +301,24 @@ async def test_management_through_rest_is_audited_under_the_key(
     aliases = [e for e in secure_registry.audit_log() if e.target.startswith("digits")]
     assert [(e.actor, e.action, e.outcome) for e in aliases][-1:] == [("admin", "set_alias", "ok")]
     assert all("staging" not in e.target for e in aliases)  # a refused call changes nothing
+
+
+async def test_repository_index_lists_only_readable_models(secured: Served, keys: Keys) -> None:
+    async with httpx.AsyncClient(base_url=secured.http_url, timeout=10) as client:
+        narrow = await client.post(
+            "/v2/repository/index", headers={"Authorization": keys.bearer("digits")}
+        )
+        wide = await client.post(
+            "/v2/repository/index", headers={"Authorization": keys.bearer("admin")}
+        )
+    assert [e["name"] for e in narrow.json()] == ["digits"]
+    assert sorted(e["name"] for e in wide.json()) == ["digits", "iris"]
+    async with grpc.aio.insecure_channel(secured.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        names = {}
+        for key in ("digits", "admin"):
+            index = await stub.RepositoryIndex(
+                pb.RepositoryIndexRequest(), metadata=(("authorization", keys.bearer(key)),)
+            )
+            names[key] = sorted(m.name for m in index.models)
+    assert names == {"digits": ["digits"], "admin": ["digits", "iris"]}

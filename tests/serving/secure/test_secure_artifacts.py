@@ -15,9 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import guard_for, start_served, stop_served
 from onnx_models import Classifier, build_classifier
-from test_secure_access import INFER_BODY
+from secure_helpers import INFER_BODY, guard_for, start_served, stop_served
 
 from maas.config import load_settings
 from maas.registry.artifacts import ArtifactStore

@@ -11,8 +11,15 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from conftest import Keys, Served, guard_for, start_served, stop_served
-from test_secure_access import INFER_BODY, grpc_infer_request
+from secure_helpers import (
+    INFER_BODY,
+    Keys,
+    Served,
+    grpc_infer_request,
+    guard_for,
+    start_served,
+    stop_served,
+)
 
 from maas.config import ServeSettings, load_serve_file, load_settings
 from maas.errors import InvalidInput

@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from onnx_models import build_classifier
-from secure_helpers import CertificateSet
-from test_secure_access import INFER_BODY
+from secure_helpers import INFER_BODY, CertificateSet
 
 from maas.config import load_settings
 from maas.registry.store import Registry

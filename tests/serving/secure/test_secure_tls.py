@@ -8,9 +8,16 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
-from conftest import Keys, Served, guard_for, start_served, stop_served
-from secure_helpers import CertificateSet
-from test_secure_access import INFER_BODY, grpc_infer_request
+from secure_helpers import (
+    INFER_BODY,
+    CertificateSet,
+    Keys,
+    Served,
+    grpc_infer_request,
+    guard_for,
+    start_served,
+    stop_served,
+)
 
 from maas.config import SecuritySettings
 from maas.errors import InvalidInput

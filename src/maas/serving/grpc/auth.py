@@ -26,7 +26,7 @@ import grpc
 
 from maas.errors import DeadlineExceeded, MaasError, PayloadTooLarge, ResourceExhausted
 from maas.protocol.proto import grpc_service_pb2 as pb
-from maas.security.acl import GRPC_METHOD_KINDS
+from maas.security.acl import GRPC_METHOD_KINDS, Action, Principal, allows
 from maas.serving.dataplane import TIMEOUT_PARAMETER
 from maas.serving.grpc.status import grpc_status
 from maas.serving.protection import Protection
@@ -75,12 +75,15 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 _check_deadline(context)
-                await self._admit(credentials, kind, _model_of(request), request)
+                principal = await self._admit(credentials, kind, _model_of(request), request)
                 if isinstance(request, pb.ModelInferRequest):
                     _cut_timeout(request, context)
             except MaasError as err:
                 await _abort(context, err)
-            return await inner(request, context)
+            response = await inner(request, context)
+            if principal is not None and isinstance(response, pb.RepositoryIndexResponse):
+                _keep_readable(response, principal)
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             unary,
@@ -125,14 +128,17 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
     async def _admit(
         self, credentials: str | None, kind: str, model: str | None, request: Any
-    ) -> None:
+    ) -> Principal | None:
         limits = self._protection.limits_for(model)
         guard = self._protection.guard
+        principal = None
         if guard is not None:
             if guard.is_blocking:  # a shared limiter talks to Redis: keep it off the event loop
-                await asyncio.to_thread(guard.check, credentials, kind, model, limits.rate_limit)
+                principal = await asyncio.to_thread(
+                    guard.check, credentials, kind, model, limits.rate_limit
+                )
             else:
-                guard.check(credentials, kind, model, limits.rate_limit)
+                principal = guard.check(credentials, kind, model, limits.rate_limit)
         if limits.max_request_bytes is not None and isinstance(request, pb.ModelInferRequest):
             size = request.ByteSize()
             if size > limits.max_request_bytes:
@@ -140,6 +146,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                     f"request of {size} bytes is over model {model}'s limit of "
                     f"{limits.max_request_bytes}"
                 )
+        return principal
 
     async def _admit_paced(self, credentials: str | None, kind: str, request: Any) -> None:
         while True:
@@ -149,6 +156,19 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             except ResourceExhausted as err:
                 wait_s = err.retry_after_s if err.retry_after_s is not None else 0.05
                 await asyncio.sleep(min(max(wait_s, 0.001), STREAM_PACE_MAX_S))
+
+
+def _keep_readable(response: pb.RepositoryIndexResponse, principal: Principal) -> None:
+    """Drop the models the caller may not read from a repository index."""
+    kept = []
+    for model in response.models:
+        if allows(principal.scopes, Action.READ, model.name):
+            copy = pb.RepositoryIndexResponse.ModelIndex()
+            copy.CopyFrom(model)  # detached from `response` before its list is emptied
+            kept.append(copy)
+    if len(kept) != len(response.models):
+        del response.models[:]
+        response.models.extend(kept)
 
 
 def _credentials(metadata: Any) -> str | None:
