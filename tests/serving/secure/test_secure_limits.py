@@ -23,6 +23,7 @@ from secure_helpers import (
 
 from maas.config import ServeSettings, load_serve_file, load_settings
 from maas.errors import InvalidInput
+from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.registry.store import Registry
 from maas.security.auth import Authenticator
@@ -251,4 +252,49 @@ async def test_two_servers_share_a_key_limit_through_redis(
         store.close()
     assert statuses.count(200) == 6  # one bucket of 6 for both servers, not 6 each
     assert statuses.count(429) == 6
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_the_connection_cap_refuses_what_is_over_it(
+    secure_registry: Registry, keys: Keys
+) -> None:
+    protection = Protection(guard=guard_for(secure_registry), max_connections=1)
+    served = await start_served(secure_registry, protection)
+    auth = keys.bearer("admin")
+    try:
+        host, port = "127.0.0.1", served.server.http_port
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(  # a request whose body never completes holds the one slot
+            f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: maas\r\nAuthorization: {auth}\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        await writer.drain()
+        async with httpx.AsyncClient(timeout=10) as client:
+            over = await client.get(f"http://{host}:{port}/v2/health/live")
+            for _ in range(50):  # until the server has taken the held request up
+                if over.status_code == 503:
+                    break
+                await asyncio.sleep(0.1)
+                over = await client.get(f"http://{host}:{port}/v2/health/live")
+        writer.close()
+        async with grpc.aio.insecure_channel(served.grpc_address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            metadata = (("authorization", auth),)
+            requests: asyncio.Queue[pb.ModelInferRequest | None] = asyncio.Queue()
+
+            async def feed() -> AsyncIterator[pb.ModelInferRequest]:
+                while (item := await requests.get()) is not None:
+                    yield item
+
+            stream = stub.ModelStreamInfer(feed(), metadata=metadata)  # holds the one call slot
+            await requests.put(grpc_infer_request("digits"))
+            first = await stream.read()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata)
+            await requests.put(None)
+            stream.cancel()
+    finally:
+        await stop_served(served)
+    assert over.status_code == 503
+    assert first.infer_response.model_name == "digits"
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
