@@ -68,7 +68,8 @@ def prepare_data(spec: Spec, base_dir: Path | None) -> _Prepared:
     return _Prepared(dataset, splits, scaler)
 
 
-def _scaled(splits: Splits, scaler: Scaler) -> Splits:
+def scale_splits(splits: Splits, scaler: Scaler) -> Splits:
+    """The splits with the scaler applied to every feature matrix (what the core model sees)."""
     return Splits(
         train_x=scaler.transform(splits.train_x),
         train_y=splits.train_y,
@@ -160,7 +161,7 @@ def train(
     """
     started = time.perf_counter()
     prep = prepare_data(spec, base_dir)
-    scaled = _scaled(prep.splits, prep.scaler)
+    scaled = scale_splits(prep.splits, prep.scaler)
     n_features = int(prep.dataset.features.shape[1])
     n_classes = len(prep.dataset.labels)
     torch.manual_seed(spec.seed)

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from maas.errors import ResumeError
-from maas.pipeline import _scaled, prepare_data
+from maas.pipeline import prepare_data, scale_splits
 from maas.train.checkpoint import latest_epoch
 from maas.train.loop import TrainOutcome, train_model
 from maas.train.models import build_model
@@ -45,7 +45,7 @@ def run(spec: Spec, ckpt: Path, resume: bool = False, observer: object = None) -
     model = build_model(spec.model, 64, 10, prep.dataset.image_shape)
     return train_model(
         model,
-        _scaled(prep.splits, prep.scaler),
+        scale_splits(prep.splits, prep.scaler),
         spec.train,
         seed=spec.seed,
         checkpoint_dir=ckpt,

@@ -40,6 +40,7 @@ from maas.optimize.source import (
     spec_yaml,
     weights_bytes,
 )
+from maas.pipeline import scale_splits
 from maas.registry.store import Registry
 from maas.train.data import Splits
 from maas.train.loop import train_model
@@ -69,15 +70,7 @@ class PruneRequest:
 
 
 def _scaled_splits(source: SourceVersion) -> Splits:
-    s, scaler = source.splits, source.scaler
-    return Splits(
-        train_x=scaler.transform(s.train_x),
-        train_y=s.train_y,
-        validation_x=scaler.transform(s.validation_x),
-        validation_y=s.validation_y,
-        test_x=scaler.transform(s.test_x),
-        test_y=s.test_y,
-    )
+    return scale_splits(source.splits, source.scaler)
 
 
 def finetune(core: nn.Module, source: SourceVersion, epochs: int) -> list[dict[str, float]]:
