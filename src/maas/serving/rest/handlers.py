@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,7 @@ import orjson
 
 from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound, PayloadTooLarge
 from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, wants_binary
-from maas.protocol.types import ModelMetadata
+from maas.protocol.types import InferResponse, ModelMetadata
 from maas.serving.dataplane import DataPlane
 
 if TYPE_CHECKING:
@@ -110,24 +111,36 @@ class Handlers:
         return Reply(200, body, content_type.encode())
 
     async def infer(self, request: HttpRequest) -> Reply:
-        model = _model(request)
-        try:
-            header_length = _header_length(request.headers)
-            infer_request = decode_request(request.body, header_length, model, request.version)
-        except MaasError as err:
-            self._dp.count_rejected(model, request.version, "rest", err.code)
-            raise
-        response = await self._dp.infer(infer_request, protocol="rest")
-        encoded = encode_response(response, wants_binary(infer_request))
-        answered = ((MODEL_VERSION_HEADER, response.model_version.encode()),)
-        if encoded.header_length is None:
-            return Reply(200, encoded.body, headers=answered)
-        return Reply(
-            200,
-            encoded.body,
-            b"application/octet-stream",
-            ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()), *answered),
-        )
+        return await answer_inference(self._dp, request, self._dp.infer)
+
+
+async def answer_inference(
+    data_plane: DataPlane,
+    request: HttpRequest,
+    run: Callable[..., Awaitable[InferResponse]],
+) -> Reply:
+    """Decode a v2 inference body, call `run(request, protocol="rest")`, encode its response.
+
+    Shared by `/infer` and the endpoints that take the same request shape (`/explain`).
+    """
+    model = _model(request)
+    try:
+        header_length = header_length_of(request.headers)
+        infer_request = decode_request(request.body, header_length, model, request.version)
+    except MaasError as err:
+        data_plane.count_rejected(model, request.version, "rest", err.code)
+        raise
+    response = await run(infer_request, protocol="rest")
+    encoded = encode_response(response, wants_binary(infer_request))
+    answered = ((MODEL_VERSION_HEADER, response.model_version.encode()),)
+    if encoded.header_length is None:
+        return Reply(200, encoded.body, headers=answered)
+    return Reply(
+        200,
+        encoded.body,
+        b"application/octet-stream",
+        ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()), *answered),
+    )
 
 
 def metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
@@ -148,7 +161,12 @@ def _model(request: HttpRequest) -> str:
     return request.model
 
 
-def _header_length(headers: dict[bytes, bytes]) -> int | None:
+def header_length_of(headers: dict[bytes, bytes]) -> int | None:
+    """The `Inference-Header-Content-Length` of a binary request, None for plain JSON.
+
+    Raises:
+        InvalidInput: the header is not a number.
+    """
     value = headers.get(HEADER_LENGTH.encode())
     if value is None:
         return None
