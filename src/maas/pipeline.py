@@ -6,6 +6,7 @@ the run's files (checkpoints, export folder, history) under `MAAS_HOME/runs/<nam
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import platform
@@ -144,6 +145,7 @@ def train(
     register: bool = True,
     observer: TrainObserver | None = None,
     actor: str | None = None,
+    source: str = "api",
 ) -> TrainResult:
     """Train the spec's model, export it to ONNX, validate it and (unless told not to) register it.
 
@@ -155,6 +157,7 @@ def train(
         register: record the validated model as a new registry version.
         observer: progress reporting.
         actor: who registers (audit log); defaults to the OS user.
+        source: where the action came from, for the audit log ("api", "cli").
 
     Returns:
         The run's folders, metrics, history and the registered version.
@@ -217,9 +220,9 @@ def train(
     _write_export(export_dir, spec, onnx_bytes, module, manifest, outcome.history)
     version = None
     if register:
-        registry = Registry.from_settings(settings)
+        registry = Registry.from_settings(settings, source=source)
         try:
-            version = registry.register_export(export_dir, actor=actor)
+            version = registry.register_export(export_dir, actor=actor or getpass.getuser())
         finally:
             registry.close()
     log.info("train.finished", extra={"name": spec.name, "test_accuracy": report.test_accuracy})

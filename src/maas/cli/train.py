@@ -103,6 +103,7 @@ def train(spec_file: Path, resume: bool, no_register: bool, as_json: bool, quiet
                 resume=resume,
                 register=not no_register,
                 observer=observer,
+                source="cli",
             )
     except KeyboardInterrupt:
         run_dir = run_dir_for(settings, spec)
