@@ -15,6 +15,7 @@ from typing import Any
 from maas.errors import ErrorCode, MaasError, PayloadTooLarge
 from maas.logs import request_id_var
 from maas.serving.dataplane import DataPlane
+from maas.serving.rest.deadline import DEADLINE_SCOPE_KEY, RequestDeadline
 from maas.serving.rest.handlers import (
     HTTP_STATUS,
     PRINCIPAL_SCOPE_KEY,
@@ -37,6 +38,9 @@ Handler = Callable[[HttpRequest], Awaitable[Reply]]
 
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
+# A front (the guard) that already parsed the headers and the path leaves them in the scope here.
+HEADERS_SCOPE_KEY = "maas.headers"
+ROUTE_SCOPE_KEY = "maas.route"
 
 
 class RestApp:
@@ -84,13 +88,18 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan and websockets are not used
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] | None = scope.get(HEADERS_SCOPE_KEY)
+        if headers is None:
+            headers = dict(scope["headers"])
         request_id = self._request_id(headers)
         token = request_id_var.set(request_id)
+        deadline: RequestDeadline | None = scope.get(DEADLINE_SCOPE_KEY)
         try:
-            reply = await self._handle(scope, receive, headers)
+            reply = await self._handle(scope, receive, headers, deadline)
         finally:
             request_id_var.reset(token)
+        if deadline is not None:
+            deadline.answering()
         out = [
             (b"content-type", reply.content_type),
             (b"content-length", str(len(reply.body)).encode()),
@@ -100,9 +109,16 @@ class RestApp:
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": reply.body})
 
-    async def _handle(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Reply:
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        deadline: RequestDeadline | None,
+    ) -> Reply:
         method = scope["method"]
-        shape, model, version = route_shape(scope["path"])
+        route = scope.get(ROUTE_SCOPE_KEY)
+        shape, model, version = route if route is not None else route_shape(scope["path"])
         handler = self._routes.get((method, shape))
         if handler is None:
             if shape in self._paths:
@@ -111,6 +127,8 @@ class RestApp:
         try:
             has_body = method in ("POST", "PUT")
             body = await self._read_body(receive, headers) if has_body else b""
+            if deadline is not None:
+                deadline.body_read()
         except MaasError as err:
             if model is not None:
                 self._dp.count_rejected(model, version, "rest", err.code)

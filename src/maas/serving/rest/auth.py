@@ -26,8 +26,9 @@ from maas.security.acl import Principal
 from maas.security.guard import Guard
 from maas.serving.dataplane import DataPlane
 from maas.serving.protection import Protection
-from maas.serving.rest.app import RestApp, route_shape
+from maas.serving.rest.app import HEADERS_SCOPE_KEY, ROUTE_SCOPE_KEY, RestApp, route_shape
 from maas.serving.rest.compat_sagemaker import TARGET_MODEL_HEADER
+from maas.serving.rest.deadline import DEADLINE_SCOPE_KEY, RequestDeadline
 from maas.serving.rest.handlers import HTTP_STATUS, PRINCIPAL_SCOPE_KEY, check_declared_length
 from maas.serving.rest.mounts import MOUNTED_KINDS
 from maas.serving.rest.openapi import OPENAPI_PATH
@@ -107,6 +108,8 @@ class GuardedApp:
         self._routes = frozenset(routes)
         self._served_models = served_models
         self._timeout_s = timeout_s
+        # `RestApp` reports reading the body and answering itself; others get wrapped.
+        self._tracks_deadline = isinstance(app, RestApp)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,22 +117,27 @@ class GuardedApp:
             return
         headers = dict(scope["headers"])
         method = scope["method"]
-        shape, model, _ = route_shape(scope["path"])
+        route = route_shape(scope["path"])
+        # The app reads these back instead of computing them again.
+        scope[HEADERS_SCOPE_KEY] = headers
+        scope[ROUTE_SCOPE_KEY] = route
+        shape, model, _ = route
         kind = endpoint_kind(method, shape, self._routes)
         if kind == "sagemaker_invocations":
             model = self._sagemaker_model(headers)
         limits = self._protection.limits_for(model)
-        try:
-            principal = await self._check(headers, kind, model)
+        if self._protection.guard is not None or limits.max_request_bytes is not None:
+            try:
+                principal = await self._check(headers, kind, model)
+                if limits.max_request_bytes is not None:
+                    check_declared_length(headers, limits.max_request_bytes)
+            except MaasError as err:
+                await _refuse(send, err)
+                return
+            if principal is not None:
+                scope[PRINCIPAL_SCOPE_KEY] = principal
             if limits.max_request_bytes is not None:
-                check_declared_length(headers, limits.max_request_bytes)
-        except MaasError as err:
-            await _refuse(send, err)
-            return
-        if principal is not None:
-            scope = {**scope, PRINCIPAL_SCOPE_KEY: principal}
-        if limits.max_request_bytes is not None:
-            receive = _capped(receive, limits.max_request_bytes)
+                receive = _capped(receive, limits.max_request_bytes)
         await self._answer_in_time(scope, receive, send)
 
     async def _check(
@@ -158,42 +166,44 @@ class GuardedApp:
     async def _answer_in_time(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; if it has not started answering within the timeout, answer 408 when the
         client had not finished sending its body (its mistake), else 504."""
-        started = False
-        body_done = scope["method"] not in ("POST", "PUT", "PATCH")
-
-        async def tracked_receive() -> Message:
-            nonlocal body_done
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                deadline.reschedule(None)  # answering: let the body go out whatever its size
-            await send(message)
-
+        task = asyncio.current_task()
+        if task is None:  # ASGI servers call apps inside a task
+            raise RuntimeError("the REST app must run inside an asyncio task")
+        deadline = RequestDeadline(task, scope["method"] not in ("POST", "PUT", "PATCH"))
+        deadline.start(self._timeout_s)
+        if self._tracks_deadline:
+            scope[DEADLINE_SCOPE_KEY] = deadline
+        else:
+            receive, send = deadline.tracked(receive, send)
         try:
-            async with asyncio.timeout(self._timeout_s) as deadline:
-                await self._app(scope, tracked_receive, tracked_send)
+            await self._app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not deadline.is_expired or task.uncancel() > deadline.cancelling:
+                raise  # not ours: the server or the client cancelled the request
+            if deadline.is_started:
+                raise TimeoutError from None
+            await self._time_out(scope, send, deadline)
         except TimeoutError:
-            if started:
+            if deadline.is_started:
                 raise
-            log.info("request.timeout", extra={"path": scope["path"], "body_done": body_done})
-            if not body_done:
-                await _send_error(
-                    send,
-                    REQUEST_TIMEOUT_STATUS,
-                    f"the request body did not arrive within {self._timeout_s:g} s",
-                    [],
-                )
-                return
-            await _refuse(
+            await self._time_out(scope, send, deadline)
+        finally:
+            deadline.stop()
+
+    async def _time_out(self, scope: Scope, send: Send, deadline: RequestDeadline) -> None:
+        log.info("request.timeout", extra={"path": scope["path"], "body_done": deadline.body_done})
+        if not deadline.body_done:
+            await _send_error(
                 send,
-                DeadlineExceeded(f"the request was not answered within {self._timeout_s:g} s"),
+                REQUEST_TIMEOUT_STATUS,
+                f"the request body did not arrive within {self._timeout_s:g} s",
+                [],
             )
+            return
+        await _refuse(
+            send,
+            DeadlineExceeded(f"the request was not answered within {self._timeout_s:g} s"),
+        )
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
