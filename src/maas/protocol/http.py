@@ -66,7 +66,7 @@ def decode_request(
             f"request has {len(binary)} bytes of binary data but its inputs' "
             f"binary_data_size add up to {used}"
         )
-    parameters = _parameters(doc.get("parameters"), "request")
+    parameters = _parameters(doc.get("parameters"), "request", "")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput('"id" must be a string')
@@ -93,7 +93,7 @@ def _decode_inputs(items: Any, binary: memoryview) -> tuple[tuple[InferTensor, .
         if not isinstance(datatype, str):
             raise InvalidInput(f'input "{name}" needs a "datatype"')
         shape = parse_shape(item.get("shape"), name)
-        parameters = _parameters(item.get("parameters"), f'input "{name}"')
+        parameters = _parameters(item.get("parameters"), "input", name)
         size = parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -126,7 +126,7 @@ def _decode_outputs(
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput('each requested output needs a "name"')
         name = item["name"]
-        parameters = _parameters(item.get("parameters"), f'output "{name}"')
+        parameters = _parameters(item.get("parameters"), "output", name)
         binary = _flag(parameters.get("binary_data"), "binary_data")
         classification = parameters.get("classification", 0)
         if not isinstance(classification, int) or isinstance(classification, bool):
@@ -142,10 +142,12 @@ def _decode_outputs(
     return tuple(outputs)
 
 
-def _parameters(value: Any, where: str) -> dict[str, Any]:
+def _parameters(value: Any, kind: str, name: str) -> dict[str, Any]:
+    """`value` as a parameters object; `kind` and `name` say whose (formatted only on error)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
+        where = f'{kind} "{name}"' if name else kind
         raise InvalidInput(f"{where}: parameters must be a JSON object")
     return value
 

@@ -119,9 +119,9 @@ def check_outputs(
     requested: tuple[RequestedOutput, ...] | None, signature: Signature, label: str
 ) -> tuple[RequestedOutput, ...]:
     """The outputs to return, in order: the requested ones, else every output of the model."""
-    names = [spec.name for spec in signature.outputs]
     if requested is None or not requested:
-        return tuple(RequestedOutput(name) for name in names)
+        return all_outputs(signature)
+    names = [spec.name for spec in signature.outputs]
     for output in requested:
         if output.name not in names:
             expected = ", ".join(f'"{n}"' for n in names)
@@ -129,3 +129,9 @@ def check_outputs(
         if output.classification < 0:
             raise InvalidInput(f'output "{output.name}": classification must be >= 0')
     return requested
+
+
+@functools.lru_cache(maxsize=256)
+def all_outputs(signature: Signature) -> tuple[RequestedOutput, ...]:
+    """Every output of the signature, as asked for by a request naming none (cached)."""
+    return tuple(RequestedOutput(spec.name) for spec in signature.outputs)

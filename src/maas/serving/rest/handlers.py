@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 JSON_TYPE = b"application/json"
 MODEL_VERSION_HEADER = b"x-model-version"  # which version answered (a route may pick any)
+_HEADER_LENGTH_KEY = HEADER_LENGTH.encode()
 PRINCIPAL_SCOPE_KEY = "maas.principal"  # where the guard leaves the caller in the ASGI scope
 
 # The one table from error class to HTTP status.
@@ -139,7 +140,7 @@ async def answer_inference(
         200,
         encoded.body,
         b"application/octet-stream",
-        ((HEADER_LENGTH.encode(), str(encoded.header_length).encode()), *answered),
+        ((_HEADER_LENGTH_KEY, str(encoded.header_length).encode()), *answered),
     )
 
 
@@ -167,7 +168,7 @@ def header_length_of(headers: dict[bytes, bytes]) -> int | None:
     Raises:
         InvalidInput: the header is not a number.
     """
-    value = headers.get(HEADER_LENGTH.encode())
+    value = headers.get(_HEADER_LENGTH_KEY)
     if value is None:
         return None
     try:
