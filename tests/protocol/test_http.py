@@ -108,6 +108,24 @@ def test_binary_inputs_are_read_in_order() -> None:
             '"id"',
         ),
         (b"{}", 10, "outside the body"),
+        (
+            b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}],'
+            b' "parameters": [1]}',
+            None,
+            "^request: parameters must be a JSON object",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1],'
+            b' "parameters": 3}]}',
+            None,
+            '^input "a": parameters must be a JSON object',
+        ),
+        (
+            b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}],'
+            b' "outputs": [{"name": "y", "parameters": "x"}]}',
+            None,
+            '^output "y": parameters must be a JSON object',
+        ),
     ],
 )
 def test_malformed_documents_say_what_is_wrong(
