@@ -153,7 +153,7 @@ async def test_a_grpc_deadline_is_honoured(secured: Served, keys: Keys) -> None:
     metadata = (("authorization", keys.bearer("digits")),)
     async with grpc.aio.insecure_channel(secured.grpc_address) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        ok = await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=5)
+        ok = await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=30)
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=1e-6)
     assert ok.model_name == "digits"
