@@ -1,7 +1,10 @@
-"""Fixtures shared by the whole suite: an isolated MAAS_HOME and the settings that point at it."""
+"""Fixtures shared by the whole suite: an isolated MAAS_HOME, the settings that point at it, and
+empty registry databases (a SQLite file, or this session's own PostgreSQL database)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,47 @@ def maas_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def settings(maas_home: Path) -> Settings:
     """Settings reading the isolated MAAS_HOME."""
     return load_settings(home=maas_home)
+
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database for this test session, dropped afterwards."""
+    import psycopg
+
+    name = f"maas_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _empty_postgres(url: str) -> None:
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # Every table, whatever migrations added since: the database is this session's own.
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty registry database: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    url: str = request.getfixturevalue("postgres_database")
+    _empty_postgres(url)
+    yield url
+    _empty_postgres(url)
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path: Path) -> Path:
+    """The folder for content-addressed artifacts."""
+    return tmp_path / "artifacts"

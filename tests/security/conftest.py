@@ -12,54 +12,11 @@ from security_helpers import REDIS_URL
 
 from maas.registry import ModelVersion, Registry
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
 
 @pytest.fixture(scope="session")
 def classifier() -> Classifier:
     """A tiny real ONNX classifier, built once per run."""
     return build_classifier(features=4, classes=3, seed=7)
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session's security tests, dropped afterwards."""
-    import psycopg
-
-    name = f"maas_sec_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _empty_postgres(url: str) -> None:
-    import psycopg
-
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        # Every table, whatever migrations added since: the database is this session's own.
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty registry database: a SQLite file, or the session's PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    url: str = request.getfixturevalue("postgres_database")
-    _empty_postgres(url)
-    yield url
-    _empty_postgres(url)
-
-
-@pytest.fixture
-def artifacts_dir(tmp_path: Path) -> Path:
-    """The folder of content-addressed artifact files."""
-    return tmp_path / "artifacts"
 
 
 @pytest.fixture
