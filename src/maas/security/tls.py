@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from maas.errors import InvalidInput
 
@@ -83,16 +83,20 @@ class TlsConfig:
                     f"cannot use TLS client CA {self.client_ca_file}: {err}"
                 ) from err
 
-    def uvicorn_options(self) -> dict[str, Any]:
-        """The `uvicorn.Config` keyword arguments for HTTPS (and client certificates)."""
-        options: dict[str, Any] = {
-            "ssl_certfile": str(self.cert_file),
-            "ssl_keyfile": str(self.key_file),
-        }
+    def server_context(self) -> ssl.SSLContext:
+        """The SSL context of the HTTPS server (requiring client certificates under mTLS).
+
+        Raises:
+            InvalidInput: a file cannot be used.
+        """
+        self.check()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
         if self.client_ca_file is not None:
-            options["ssl_ca_certs"] = str(self.client_ca_file)
-            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        return options
+            context.load_verify_locations(cafile=self.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
         """Server credentials for `add_secure_port` (requiring client certificates under mTLS).

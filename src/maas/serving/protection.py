@@ -111,13 +111,13 @@ class Protection:
             model_limits=per_model,
         )
 
-    def uvicorn_options(self) -> dict[str, Any]:
-        """Keyword arguments for `uvicorn.Config`: TLS and the connection cap."""
+    def http_options(self) -> dict[str, Any]:
+        """Keyword arguments for the HTTP server (`Http1Server`): TLS and the connection cap."""
         options: dict[str, Any] = {}
         if self.tls is not None:
-            options.update(self.tls.uvicorn_options())
+            options["ssl_context"] = self.tls.server_context()
         if self.max_connections is not None:
-            options["limit_concurrency"] = self.max_connections
+            options["max_connections"] = self.max_connections
         return options
 
     async def start(self) -> None:

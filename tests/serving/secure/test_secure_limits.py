@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -154,8 +155,12 @@ async def test_a_grpc_deadline_is_honoured(secured: Served, keys: Keys) -> None:
     async with grpc.aio.insecure_channel(secured.grpc_address) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         ok = await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=30)
+        call = stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=1e-3)
+        # The server runs on this event loop: blocking it makes sure the deadline passes before
+        # the server can answer (a fast machine answers within gRPC's 1 ms deadline granularity).
+        time.sleep(0.05)
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await stub.ModelInfer(grpc_infer_request("digits"), metadata=metadata, timeout=1e-6)
+            await call
     assert ok.model_name == "digits"
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -199,7 +204,7 @@ def test_protection_follows_the_settings_and_serve_file(
     assert protection.limits_for("iris") == ModelLimits(RateLimit(10.0, 20), 4096)
     assert protection.limits_for("digits") == ModelLimits(RateLimit(100.0), None)
     assert protection.limits_for("unlisted") == ModelLimits(RateLimit(100.0), None)
-    assert protection.uvicorn_options() == {"limit_concurrency": 5}
+    assert protection.http_options() == {"max_connections": 5}
     assert protection.tls is None
     assert protection.guard is not None
     assert protection.guard.authenticator.is_enabled  # the fixture's keys exist

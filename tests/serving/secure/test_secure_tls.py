@@ -148,7 +148,7 @@ def test_tls_settings_are_checked_at_start(certificates: CertificateSet) -> None
     )
     assert config is not None
     assert config.requires_client_cert
-    assert config.uvicorn_options()["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    assert config.server_context().verify_mode == ssl.CERT_REQUIRED
     with pytest.raises(InvalidInput, match="both --tls-cert and --tls-key"):
         TlsConfig.from_settings(SecuritySettings(tls_cert_file=certificates.server_cert))
     with pytest.raises(InvalidInput, match="needs a server certificate"):
