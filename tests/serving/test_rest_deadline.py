@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from maas.serving.protection import Protection
 from maas.serving.rest.auth import GuardedApp
+from maas.serving.rest.http1 import Http1Server
 
 TIMEOUT_S = 0.3
 LATE_S = 1.0  # well past the timeout
@@ -35,17 +35,12 @@ async def slow_app(scope: Any, receive: Any, send: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    config.load()
-    server.lifespan = config.lifespan_class(config)
-    await server.startup()
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server = Http1Server(app, "127.0.0.1", 0)
+    await server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.should_exit = True
-        await server.shutdown()
+        await server.stop(1.0)
 
 
 def guarded() -> GuardedApp:
