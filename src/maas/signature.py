@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,14 @@ class Signature:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.inputs, self.outputs))
+
+    def __hash__(self) -> int:
+        # Served requests look their signature up in caches: hash the specs once, not each time.
+        return self._hash
 
     def to_dict(self) -> dict[str, Any]:
         return {

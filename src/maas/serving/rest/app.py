@@ -173,8 +173,24 @@ class RestApp:
         return f"{self._id_prefix}-{next(self._ids)}"
 
 
+ROUTE_CACHE_SIZE = 4096  # distinct paths remembered; clients repeat a handful
+_route_cache: dict[str, tuple[str, str | None, str | None]] = {}
+
+
 def route_shape(path: str) -> tuple[str, str | None, str | None]:
-    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3)."""
+    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3).
+
+    Remembered per path: every request asks, and a client sends the same few paths.
+    """
+    found = _route_cache.get(path)
+    if found is None:
+        if len(_route_cache) >= ROUTE_CACHE_SIZE:
+            _route_cache.clear()  # many distinct paths (a scan): start over, stay bounded
+        found = _route_cache[path] = _route_shape(path)
+    return found
+
+
+def _route_shape(path: str) -> tuple[str, str | None, str | None]:
     mounted = match_mounted(path)
     if mounted is not None:
         return mounted

@@ -107,6 +107,7 @@ class Http1Server:
         self.is_stopping = False
         self._requested_port = port
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._port: int | None = None
 
     @property
@@ -137,6 +138,20 @@ class Http1Server:
                 f"cannot listen on {self.host}:{self._requested_port}: {err.strerror or err}"
             ) from err
         self._port = int(self._server.sockets[0].getsockname()[1])
+        self._sweeper = loop.call_later(self._sweep_s, self._sweep)
+
+    @property
+    def _sweep_s(self) -> float:
+        return max(0.01, min(0.5, self.header_timeout_s / 3, self.keep_alive_s / 3))
+
+    def _sweep(self) -> None:
+        """Enforce the connections' time limits, then come back in a fraction of the shortest."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            conn.check_time(now)
+        if self._server is not None:
+            self._sweeper = loop.call_later(self._sweep_s, self._sweep)
 
     def is_over_limit(self) -> bool:
         """Whether a new request must be refused (connection cap)."""
@@ -151,6 +166,8 @@ class Http1Server:
             return
         self.is_stopping = True
         server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self.connections):
             conn.shut_down()
         if self.tasks:
@@ -296,7 +313,10 @@ class _Connection(asyncio.Protocol):
         self._parsing: _Cycle | None = None  # the request whose body is arriving
         self._active: _Cycle | None = None  # the request being answered
         self._waiting: collections.deque[_Cycle] = collections.deque()  # pipelined requests
-        self._timer: asyncio.TimerHandle | None = None
+        # The pending time limit (loop time) and what to do then; `Http1Server` checks them
+        # a few times a second, which is cheaper than a timer handle per request.
+        self._due: float | None = None
+        self._on_due: Callable[[], None] | None = None
         self._reading_paused = False
         self._closed = False
         self._client: tuple[str, int] | None = None
@@ -329,9 +349,10 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # upgrades (h2c, websockets) are not offered: the request is answered as HTTP/1.1
-        except _TooLarge:
-            self._fail(431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes")
         except httptools.HttpParserError as err:
+            if isinstance(err.__context__, _TooLarge):  # raised in a callback, wrapped by httptools
+                self._fail(431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes")
+                return
             self._fail(400, f"invalid HTTP request: {err}")
 
     def eof_received(self) -> bool | None:
@@ -504,8 +525,14 @@ class _Connection(asyncio.Protocol):
             self.write(_plain_error(status, message))
         self.close()
 
+    def check_time(self, now: float) -> None:
+        """Act on a time limit that has passed (called by the server's sweep)."""
+        due, on_due = self._due, self._on_due
+        if due is not None and on_due is not None and now >= due:
+            self._due = self._on_due = None
+            on_due()
+
     def _headers_too_slow(self) -> None:
-        self._timer = None
         if self._header_bytes or self._url:
             self._fail(
                 408, f"the request headers did not arrive within {self.server.header_timeout_s:g} s"
@@ -514,13 +541,11 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay_s, callback)
+        self._due = self.loop.time() + delay_s
+        self._on_due = callback
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._due = None
 
 
 class _TooLarge(Exception):
