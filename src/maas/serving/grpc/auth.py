@@ -51,30 +51,42 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
     def __init__(self, protection: Protection) -> None:
         self._protection = protection
+        # method path -> (its handler, the checking wrapper): built once per method, not per
+        # call; the wrapper reads the caller's credentials from each call's metadata.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        if handler is None or service != SERVICE_NAME:
+        if handler is None:
+            return None
+        path = handler_call_details.method
+        cached = self._wrapped.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, path)
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, path: str) -> grpc.RpcMethodHandler:
+        service, _, method = path.lstrip("/").partition("/")
+        if service != SERVICE_NAME:
             return handler  # health and reflection: open
         kind = GRPC_METHOD_KINDS.get(method, UNCLASSIFIED_KIND)
-        credentials = _credentials(handler_call_details.invocation_metadata)
         if handler.unary_unary is not None:
-            return self._wrap_unary(handler, kind, credentials)
+            return self._wrap_unary(handler, kind)
         if handler.stream_stream is not None:
-            return self._wrap_stream(handler, kind, credentials)
+            return self._wrap_stream(handler, kind)
         return handler  # the service has no other call shapes
 
-    def _wrap_unary(
-        self, handler: grpc.RpcMethodHandler, kind: str, credentials: str | None
-    ) -> grpc.RpcMethodHandler:
+    def _wrap_unary(self, handler: grpc.RpcMethodHandler, kind: str) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 _check_deadline(context)
+                credentials = _credentials(context.invocation_metadata())
                 principal = await self._admit(credentials, kind, _model_of(request), request)
                 if isinstance(request, pb.ModelInferRequest):
                     _cut_timeout(request, context)
@@ -91,15 +103,14 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap_stream(
-        self, handler: grpc.RpcMethodHandler, kind: str, credentials: str | None
-    ) -> grpc.RpcMethodHandler:
+    def _wrap_stream(self, handler: grpc.RpcMethodHandler, kind: str) -> grpc.RpcMethodHandler:
         inner = handler.stream_stream
 
         async def stream(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             guard = self._protection.guard
+            credentials = _credentials(context.invocation_metadata())
             try:
                 _check_deadline(context)
                 if guard is not None:  # refuse bad credentials before reading anything
