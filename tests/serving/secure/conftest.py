@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from certificates import CertificateSet, make_certificates
 from onnx_models import Classifier, build_classifier
 from secure_helpers import (
-    CertificateSet,
     Keys,
     Served,
     guard_for,
-    make_certificates,
     start_served,
     stop_served,
 )

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from certificates import CertificateSet
 from onnx_models import build_classifier
-from secure_helpers import INFER_BODY, CertificateSet
+from secure_helpers import INFER_BODY
 
 from maas.config import load_settings
 from maas.registry.store import Registry

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
+from certificates import CertificateSet
 from secure_helpers import (
     INFER_BODY,
-    CertificateSet,
     Keys,
     Served,
     grpc_infer_request,
