@@ -68,7 +68,16 @@ class TlsConfig:
         Raises:
             InvalidInput: a file is missing or unreadable, or the key does not match.
         """
+        self.server_context()
+
+    def server_context(self) -> ssl.SSLContext:
+        """The SSL context of the HTTPS server (requiring client certificates under mTLS).
+
+        Raises:
+            InvalidInput: a file is missing or unreadable, or the key does not match.
+        """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as err:
@@ -82,19 +91,6 @@ class TlsConfig:
                 raise InvalidInput(
                     f"cannot use TLS client CA {self.client_ca_file}: {err}"
                 ) from err
-
-    def server_context(self) -> ssl.SSLContext:
-        """The SSL context of the HTTPS server (requiring client certificates under mTLS).
-
-        Raises:
-            InvalidInput: a file cannot be used.
-        """
-        self.check()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.cert_file, self.key_file)
-        if self.client_ca_file is not None:
-            context.load_verify_locations(cafile=self.client_ca_file)
             context.verify_mode = ssl.CERT_REQUIRED
         return context
 
