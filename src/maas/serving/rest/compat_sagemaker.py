@@ -24,7 +24,7 @@ from maas.serving.rest.compat_tensors import (
     output_rows,
     output_values,
 )
-from maas.serving.rest.handlers import HttpRequest, Reply, json_reply
+from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply
 
 PROTOCOL = "sagemaker"
 TARGET_MODEL_HEADER = b"x-amzn-sagemaker-target-model"
@@ -90,10 +90,7 @@ class SageMakerHandlers:
 
 
 def _body(body: bytes) -> Any:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput(f"the body is not JSON: {err}") from None
+    doc = json_body(body)
     if not isinstance(doc, dict | list):
         raise InvalidInput('the body must be a JSON list of rows or an object with "instances"')
     return doc

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from maas.errors import InvalidInput, ModelNotFound
+from maas.errors import InvalidInput
 from maas.serving.dataplane import DataPlane
 from maas.serving.rest.compat_tensors import (
     build_request,
@@ -24,7 +24,7 @@ from maas.serving.rest.compat_tensors import (
     output_rows,
     output_values,
 )
-from maas.serving.rest.handlers import HttpRequest, Reply, json_reply
+from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply, model_name
 from maas.signature import TensorSpec
 
 PROTOCOL = "tfserving"
@@ -73,7 +73,7 @@ class TfServingHandlers:
         self._dp = data_plane
 
     async def status(self, request: HttpRequest) -> Reply:
-        name = _model(request)
+        name = model_name(request)
         repository = self._dp.repository
         version = request.version
         if version and not version.isdigit():
@@ -87,7 +87,7 @@ class TfServingHandlers:
         return json_reply({"model_version_status": statuses})
 
     async def metadata(self, request: HttpRequest) -> Reply:
-        name = _model(request)
+        name = model_name(request)
         loaded = self._dp.repository.peek(name, request.version)
         signature = loaded.model.signature
         doc = {
@@ -107,7 +107,7 @@ class TfServingHandlers:
         return json_reply(doc)
 
     async def predict(self, request: HttpRequest) -> Reply:
-        name = _model(request)
+        name = model_name(request)
         doc = _body(request.body)
         specs = self._dp.signature(name, request.version).inputs
         has_rows, has_columns = "instances" in doc, "inputs" in doc
@@ -145,16 +145,7 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _body(body: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput(f"the body is not JSON: {err}") from None
+    doc = json_body(body)
     if not isinstance(doc, dict):
         raise InvalidInput('the body must be a JSON object with "instances" or "inputs"')
     return doc
-
-
-def _model(request: HttpRequest) -> str:
-    if not request.model:
-        raise ModelNotFound("no model named in the path")
-    return request.model

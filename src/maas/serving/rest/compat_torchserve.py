@@ -21,7 +21,7 @@ from maas.errors import ErrorCode, InvalidInput, MaasError
 from maas.logs import request_id_var
 from maas.serving.dataplane import DataPlane
 from maas.serving.rest.compat_tensors import build_request, columns_from_instances, output_rows
-from maas.serving.rest.handlers import HTTP_STATUS, HttpRequest, Reply
+from maas.serving.rest.handlers import HTTP_STATUS, HttpRequest, Reply, json_body
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,7 @@ def error_reply(code: ErrorCode, message: str) -> Reply:
 
 
 def _rows(body: bytes) -> Any:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput(f"the body is not JSON: {err}") from None
+    doc = json_body(body)
     if isinstance(doc, dict):
         for key in ("instances", "data"):
             if key in doc:

@@ -91,18 +91,18 @@ class Handlers:
         )
 
     async def model_metadata(self, request: HttpRequest) -> Reply:
-        meta = self._dp.model_metadata(_model(request), request.version)
+        meta = self._dp.model_metadata(model_name(request), request.version)
         return json_reply(metadata_doc(meta))
 
     async def model_ready(self, request: HttpRequest) -> Reply:
-        name = _model(request)
+        name = model_name(request)
         if await self._dp.model_ready(name, request.version):
             return json_reply({"name": name, "ready": True})
         self._dp.model_metadata(name, request.version)  # unknown model or version: 404
         return json_reply({"name": name, "ready": False}, 503)
 
     async def model_config(self, request: HttpRequest) -> Reply:
-        return json_reply(self._dp.model_config(_model(request), request.version))
+        return json_reply(self._dp.model_config(model_name(request), request.version))
 
     async def model_stats(self, request: HttpRequest) -> Reply:
         return json_reply(self._dp.model_statistics(request.model, request.version))
@@ -124,7 +124,7 @@ async def answer_inference(
 
     Shared by `/infer` and the endpoints that take the same request shape (`/explain`).
     """
-    model = _model(request)
+    model = model_name(request)
     try:
         header_length = header_length_of(request.headers)
         infer_request = decode_request(request.body, header_length, model, request.version)
@@ -156,10 +156,27 @@ def metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
     }
 
 
-def _model(request: HttpRequest) -> str:
+def model_name(request: HttpRequest) -> str:
+    """The model named in the request's path.
+
+    Raises:
+        ModelNotFound: the path names none.
+    """
     if not request.model:
         raise ModelNotFound("no model named in the path")
     return request.model
+
+
+def json_body(body: bytes) -> Any:
+    """The request body parsed as JSON (any JSON value; callers check its shape).
+
+    Raises:
+        InvalidInput: the body is not JSON.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(f"the body is not JSON: {err}") from None
 
 
 def header_length_of(headers: dict[bytes, bytes]) -> int | None:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from maas.errors import InvalidInput, ModelNotFound, Unavailable
 from maas.security.acl import Action, allows
 from maas.serving.dataplane import DataPlane
 from maas.serving.manager import ModelManager
-from maas.serving.rest.handlers import HttpRequest, Reply, json_reply
+from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply, model_name
 
 
 def match_management(path: str) -> tuple[str, str | None, str | None] | None:
@@ -68,15 +66,15 @@ class ManagementHandlers:
         )
 
     async def load(self, request: HttpRequest) -> Reply:
-        await self._manager().load_model(_model(request), _actor(request))
+        await self._manager().load_model(model_name(request), _actor(request))
         return json_reply({})
 
     async def unload(self, request: HttpRequest) -> Reply:
-        await self._manager().unload_model(_model(request), _actor(request))
+        await self._manager().unload_model(model_name(request), _actor(request))
         return json_reply({})
 
     async def set_alias(self, request: HttpRequest) -> Reply:
-        name, alias = _model(request), request.version or ""
+        name, alias = model_name(request), request.version or ""
         version = _body(request.body).get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidInput('the body needs "version": a version number')
@@ -84,7 +82,7 @@ class ManagementHandlers:
         return json_reply({"name": name, "alias": alias, "version": version})
 
     async def get_route(self, request: HttpRequest) -> Reply:
-        name = _model(request)
+        name = model_name(request)
         route = await self._manager().get_route(name)
         if route is None:
             raise ModelNotFound(f"model {name!r} has no route (requests go to production)")
@@ -107,19 +105,19 @@ class ManagementHandlers:
             raise InvalidInput('"shadow" must be an alias or a version number (text)')
         guard = RouteGuard.from_dict(guard_doc) if guard_doc else None
         route = await self._manager().set_route(
-            _model(request), list(split.items()), guard, shadow, _actor(request)
+            model_name(request), list(split.items()), guard, shadow, _actor(request)
         )
         return json_reply(route.to_dict())
 
     async def clear_route(self, request: HttpRequest) -> Reply:
-        removed = await self._manager().clear_route(_model(request), _actor(request))
+        removed = await self._manager().clear_route(model_name(request), _actor(request))
         return json_reply({"cleared": removed})
 
     async def rollback(self, request: HttpRequest) -> Reply:
         alias = _body(request.body, required=False).get("alias", "production")
         if not isinstance(alias, str):
             raise InvalidInput('"alias" must be text')
-        name = _model(request)
+        name = model_name(request)
         left, now = await self._manager().rollback(name, alias, _actor(request))
         return json_reply({"name": name, "alias": alias, "from": left, "to": now})
 
@@ -127,19 +125,10 @@ class ManagementHandlers:
 def _body(body: bytes, *, required: bool = True) -> dict[str, Any]:
     if not body.strip() and not required:
         return {}
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput(f"the body is not JSON: {err}") from None
+    doc = json_body(body)
     if not isinstance(doc, dict):
         raise InvalidInput("the body must be a JSON object")
     return doc
-
-
-def _model(request: HttpRequest) -> str:
-    if not request.model:
-        raise ModelNotFound("no model named in the path")
-    return request.model
 
 
 def _actor(request: HttpRequest) -> str | None:
