@@ -60,17 +60,19 @@ def _status_line(status: int) -> bytes:
     return line
 
 
-def _plain_error(status: int, message: str, *, close: bool = True) -> bytes:
-    """A whole JSON error response, for answers the server gives without the app."""
+def _plain_error(status: int, message: str) -> bytes:
+    """A whole JSON error response that closes the connection, for answers the server gives
+    without the app."""
     body = orjson.dumps({"error": message})
-    head = _status_line(status) + b"content-type: application/json\r\ncontent-length: %d\r\n" % len(
-        body
+    retry = b"retry-after: 1\r\n" if status == 503 else b""
+    return (
+        _status_line(status)
+        + b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        + b"connection: close\r\n"
+        + retry
+        + b"\r\n"
+        + body
     )
-    if close:
-        head += b"connection: close\r\n"
-    if status == 503:
-        head += b"retry-after: 1\r\n"
-    return head + b"\r\n" + body
 
 
 class Http1Server:
@@ -533,7 +535,7 @@ class _Connection(asyncio.Protocol):
             on_due()
 
     def _headers_too_slow(self) -> None:
-        if self._header_bytes or self._url:
+        if self._header_bytes:  # the head had begun (it counts the URL too)
             self._fail(
                 408, f"the request headers did not arrive within {self.server.header_timeout_s:g} s"
             )
