@@ -24,6 +24,7 @@ import orjson
 from maas.errors import DeadlineExceeded, ErrorCode, MaasError, PayloadTooLarge, ResourceExhausted
 from maas.security.acl import Principal
 from maas.security.guard import Guard
+from maas.security.ratelimit import RateLimit
 from maas.serving.dataplane import DataPlane
 from maas.serving.protection import Protection
 from maas.serving.rest.app import HEADERS_SCOPE_KEY, ROUTE_SCOPE_KEY, RestApp, route_shape
@@ -128,7 +129,7 @@ class GuardedApp:
         limits = self._protection.limits_for(model)
         if self._protection.guard is not None or limits.max_request_bytes is not None:
             try:
-                principal = await self._check(headers, kind, model)
+                principal = await self._check(headers, kind, model, limits.rate_limit)
                 if limits.max_request_bytes is not None:
                     check_declared_length(headers, limits.max_request_bytes)
             except MaasError as err:
@@ -141,14 +142,17 @@ class GuardedApp:
         await self._answer_in_time(scope, receive, send)
 
     async def _check(
-        self, headers: dict[bytes, bytes], kind: str, model: str | None
+        self,
+        headers: dict[bytes, bytes],
+        kind: str,
+        model: str | None,
+        model_limit: RateLimit | None,
     ) -> Principal | None:
         guard: Guard | None = self._protection.guard
         if guard is None:
             return None
         raw = headers.get(b"authorization")
         credentials = raw.decode("latin-1") if raw is not None else None
-        model_limit = self._protection.limits_for(model).rate_limit
         if guard.is_blocking:  # a shared limiter talks to Redis: keep it off the event loop
             return await asyncio.to_thread(guard.check, credentials, kind, model, model_limit)
         return guard.check(credentials, kind, model, model_limit)
