@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 from trained_models import MLP_SPEC, train_into
 
-from maas.cli import main
 from maas.registry import Registry
 from maas.registry.versions import ModelVersion
 
@@ -18,17 +18,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelVersion]:
     home = tmp_path_factory.mktemp("optimize-cli-home")
     _, version = train_into(home, MLP_SPEC)
     return home, version
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from maas.cli import main
 from maas.config import load_settings
 from maas.registry import Registry
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)  # fails unless stdout is exactly one JSON document
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return CliResult(code, captured.out, captured.err)
 
 
 def tiny_classifier() -> bytes:

@@ -6,22 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 from onnx_models import build_classifier
 
-from maas.cli import main
 from maas.config import Settings
 from maas.registry import Registry
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
