@@ -1,5 +1,6 @@
-"""A throwaway certificate authority for TLS tests: a CA, a server certificate for localhost and
-127.0.0.1, and a client certificate, written as PEM files."""
+"""Throwaway keys for tests, written as PEM files: a certificate authority with a server
+certificate for localhost and 127.0.0.1 and a client certificate (TLS), and bare key pairs
+(model signing)."""
 
 from __future__ import annotations
 
@@ -129,3 +130,23 @@ def make_certificates(folder: Path) -> CertificateSet:
     _write_key(server_key, files.server_key)
     _write_key(client_key, files.client_key)
     return files
+
+
+def write_ec_keypair(folder: Path, name: str) -> tuple[Path, Path]:
+    """A new P-256 key pair as PEM files: (private, public)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = folder / f"{name}.pem"
+    public = folder / f"{name}.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public

@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from certificates import write_ec_keypair
 from cli_helpers import run_cli
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from onnx_models import build_classifier
 
 from maas.config import load_settings
@@ -170,20 +169,7 @@ def test_sign_and_require_signatures(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = tmp_path / "k.pem", tmp_path / "k.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = write_ec_keypair(tmp_path, "k")
     signed = run_cli(capsys, "sign", "digits@1", "--private-key", str(private), "--json")
     assert signed.code == 0, signed.err
     assert signed.json()["ref"] == "digits@1"

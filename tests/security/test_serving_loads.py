@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from certificates import write_ec_keypair
 from onnx_models import Classifier
-from security_helpers import new_cipher, write_ec_keypair
+from security_helpers import new_cipher
 
 from maas.errors import EncryptionError, IntegrityError
 from maas.protocol.types import InferRequest, InferTensor

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from certificates import write_ec_keypair
 from onnx_models import Classifier
-from security_helpers import write_ec_keypair
 
 from maas.config import SecuritySettings
 from maas.errors import IntegrityError, InvalidInput
