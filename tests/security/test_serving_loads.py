@@ -15,6 +15,7 @@ from maas.errors import EncryptionError, IntegrityError
 from maas.protocol.types import InferRequest, InferTensor
 from maas.registry import Registry
 from maas.security.signing import SignatureCheck, sign_version
+from maas.serving.context import RequestContext
 from maas.serving.server import build_data_plane
 
 
@@ -27,7 +28,7 @@ async def infer_probabilities(registry: Registry, x: np.ndarray) -> np.ndarray:
     plane = build_data_plane(registry, ["digits"])
     try:
         request = InferRequest("digits", None, (InferTensor("input", "FP32", tuple(x.shape), x),))
-        response = await plane.infer(request, protocol="rest")
+        response = await plane.infer(request, RequestContext.starting_now("t", "rest", 30.0))
     finally:
         plane.close()
     (probabilities,) = [t.data for t in response.outputs if t.name == "probabilities"]

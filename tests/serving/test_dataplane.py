@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from maas.errors import InvalidInput, ModelNotFound, ShapeMismatch
 from maas.protocol.types import InferRequest, InferTensor, RequestedOutput
 from maas.registry.store import Registry
+from maas.serving.context import RequestContext
 from maas.serving.dataplane import DataPlane, classify
 from maas.serving.server import build_data_plane
 from maas.serving.validation import check_inputs
@@ -53,8 +54,8 @@ async def test_default_is_the_production_alias_and_versions_are_reachable(
     plane: DataPlane,
 ) -> None:
     x = np.ones((2, 4), dtype=np.float32)
-    default = await plane.infer(request(x), protocol="rest")
-    v2 = await plane.infer(request(x, "2"), protocol="rest")
+    default = await plane.infer(request(x), RequestContext.starting_now("t", "rest", 30.0))
+    v2 = await plane.infer(request(x, "2"), RequestContext.starting_now("t", "rest", 30.0))
     assert default.model_version == "1"
     assert v2.model_version == "2"
     v1_probs = build_classifier(4, 3, seed=1).expected(x)
@@ -73,17 +74,24 @@ async def test_default_is_the_production_alias_and_versions_are_reachable(
 
 async def test_validation_names_the_input_and_the_expectation(plane: DataPlane) -> None:
     with pytest.raises(ShapeMismatch, match=r'"input" has shape \[3, 5\]; model iris:1 expects'):
-        await plane.infer(request(np.ones((3, 5), dtype=np.float32)), protocol="grpc")
+        await plane.infer(
+            request(np.ones((3, 5), dtype=np.float32)),
+            RequestContext.starting_now("t", "grpc", 30.0),
+        )
     bad_count = InferTensor("input", "FP32", (2, 4), np.ones(7, dtype=np.float32))
     with pytest.raises(ShapeMismatch, match="has 7 elements"):
-        await plane.infer(InferRequest("iris", None, (bad_count,)), protocol="grpc")
+        await plane.infer(
+            InferRequest("iris", None, (bad_count,)), RequestContext.starting_now("t", "grpc", 30.0)
+        )
     good = InferTensor("input", "FP32", (2, 4), np.ones(8, dtype=np.float32))
     twice = InferRequest("iris", None, (good, good))
     with pytest.raises(InvalidInput, match="given twice"):
-        await plane.infer(twice, protocol="grpc")
+        await plane.infer(twice, RequestContext.starting_now("t", "grpc", 30.0))
     extra = InferTensor("other", "FP32", (1,), np.ones(1, dtype=np.float32))
     with pytest.raises(InvalidInput, match='unknown input "other"; model iris:1 takes "input"'):
-        await plane.infer(InferRequest("iris", None, (extra,)), protocol="grpc")
+        await plane.infer(
+            InferRequest("iris", None, (extra,)), RequestContext.starting_now("t", "grpc", 30.0)
+        )
     stats = plane.model_statistics("iris", "1")["model_stats"][0]
     assert stats["inference_stats"]["fail"]["count"] == 4
     assert stats["execution_count"] == 0  # nothing reached the model
@@ -93,7 +101,8 @@ async def test_flat_data_is_reshaped_and_outputs_follow_the_request(plane: DataP
     flat = InferTensor("input", "FP32", (2, 4), np.arange(8, dtype=np.float32))
     outputs = (RequestedOutput("label"), RequestedOutput("probabilities", classification=1))
     response = await plane.infer(
-        InferRequest("iris", None, (flat,), outputs=outputs, id="q"), protocol="rest"
+        InferRequest("iris", None, (flat,), outputs=outputs, id="q"),
+        RequestContext.starting_now("t", "rest", 30.0),
     )
     assert response.id == "q"
     assert [o.name for o in response.outputs] == ["label", "probabilities"]
@@ -108,7 +117,8 @@ async def test_flat_data_is_reshaped_and_outputs_follow_the_request(plane: DataP
 async def test_fixed_batch_model_runs_alone_and_reports_max_batch_zero(plane: DataPlane) -> None:
     x = np.array([[1.5, -2.0]], dtype=np.float32)
     response = await plane.infer(
-        InferRequest("double", None, (InferTensor("x", "FP32", (1, 2), x),)), protocol="rest"
+        InferRequest("double", None, (InferTensor("x", "FP32", (1, 2), x),)),
+        RequestContext.starting_now("t", "rest", 30.0),
     )
     assert response.outputs[0].data.tolist() == [[3.0, -4.0]]
     config = plane.model_config("double", None)
@@ -136,8 +146,13 @@ def test_config_and_statistics_documents(plane: DataPlane) -> None:
 async def test_timeout_parameter_must_be_positive(plane: DataPlane) -> None:
     x = np.ones((1, 4), dtype=np.float32)
     with pytest.raises(InvalidInput, match="timeout"):
-        await plane.infer(request(x, parameters={"timeout": -5}), protocol="rest")
-    ok = await plane.infer(request(x, parameters={"timeout": 5_000_000}), protocol="rest")
+        await plane.infer(
+            request(x, parameters={"timeout": -5}), RequestContext.starting_now("t", "rest", 30.0)
+        )
+    ok = await plane.infer(
+        request(x, parameters={"timeout": 5_000_000}),
+        RequestContext.starting_now("t", "rest", 30.0),
+    )
     assert ok.outputs[0].shape == (1, 3)
 
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from maas.registry.store import Registry
 from maas.security.acl import ENDPOINT_ACTIONS, Action
-from maas.serving.rest.mounts import MOUNTED_KINDS
+from maas.serving.rest.routes import ROUTES
 from maas.serving.rest.server import RestServer
 from maas.serving.server import build_data_plane
 from maas.signature import Signature, TensorSpec
@@ -149,7 +149,8 @@ async def test_bad_parameters_are_refused_with_400(
 
 def test_explain_needs_the_infer_scope() -> None:
     for path in ("/v2/models/{m}/explain", "/v2/models/{m}/versions/{v}/explain"):
-        assert ENDPOINT_ACTIONS[MOUNTED_KINDS[("POST", path)]] is Action.INFER
+        (route,) = [r for r in ROUTES if (r.method, r.shape) == ("POST", path)]
+        assert ENDPOINT_ACTIONS[route.kind] is Action.INFER
 
 
 async def test_a_model_without_a_batch_dimension_cannot_be_explained(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import maas
-from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound
+from maas.errors import DeadlineExceeded, ErrorCode, InvalidInput, MaasError, ModelNotFound
 from maas.metrics.prometheus import UNKNOWN_MODEL, ServingMetrics
 from maas.metrics.rollout import RolloutMetrics
 from maas.protocol.tensors import v2_datatype
@@ -33,6 +33,7 @@ from maas.serving.validation import check_inputs, check_outputs
 from maas.signature import Signature
 
 if TYPE_CHECKING:
+    from maas.serving.context import RequestContext
     from maas.serving.manager import ModelManager  # it builds on this module
 
 log = logging.getLogger(__name__)
@@ -189,12 +190,12 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest, *, protocol: str) -> InferResponse:
+    async def infer(self, request: InferRequest, context: RequestContext) -> InferResponse:
         """Validate, queue and run one request.
 
         Args:
             request: decoded by the transport.
-            protocol: "rest" or "grpc", a metrics label.
+            context: the request's id, deadline, caller and protocol (a metrics label).
 
         Raises:
             ModelNotFound: unknown model or version.
@@ -203,6 +204,7 @@ class DataPlane:
             MaasError: the model failed or the deadline passed.
         """
         start_ns = time.perf_counter_ns()
+        protocol = context.protocol
         try:
             loaded = self.repository.resolve(request.model_name, request.model_version)
         except ModelNotFound as err:
@@ -211,7 +213,7 @@ class DataPlane:
         code = "internal"
         loaded.in_flight.count += 1
         try:
-            response = await self._infer(loaded, request)
+            response = await self._infer(loaded, request, context)
             code = "ok"
             return response
         except MaasError as err:
@@ -223,7 +225,9 @@ class DataPlane:
             loaded.metrics.on_request(protocol, code, duration_ns)
             self.repository.observe(loaded, code in GUARD_ERROR_CODES, duration_ns / 1e6)
 
-    async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
+    async def _infer(
+        self, loaded: LoadedVersion, request: InferRequest, context: RequestContext
+    ) -> InferResponse:
         signature = loaded.model.signature
         arrays, rows = check_inputs(
             request,
@@ -233,7 +237,7 @@ class DataPlane:
             is_batchable=loaded.is_batchable,
         )
         requested = check_outputs(request.outputs, signature, loaded.label)
-        timeout_s = request_timeout_s(request, self.config.request_timeout_s)
+        timeout_s = request_timeout_s(request, context)
         results = await loaded.batcher.infer(arrays, rows, timeout_s=timeout_s)
         if not request.model_version:
             shadow = self.repository.shadow_for(loaded.name)
@@ -263,14 +267,23 @@ class DataPlane:
         self.metrics.models_loaded.set(0)
 
 
-def request_timeout_s(request: InferRequest, default_s: float) -> float:
-    """The request's deadline: its `timeout` parameter (microseconds) if set, else the default."""
+def request_timeout_s(request: InferRequest, context: RequestContext) -> float:
+    """Seconds the request may wait: what its context has left, or its `timeout` parameter
+    (microseconds, as Triton's clients send it) when that is sooner.
+
+    Raises:
+        InvalidInput: the `timeout` parameter is not a positive number.
+        DeadlineExceeded: the deadline has already passed.
+    """
+    remaining_s = context.remaining_s()
+    if remaining_s <= 0:
+        raise DeadlineExceeded("the request's deadline passed before it was queued")
     value = request.parameters.get(TIMEOUT_PARAMETER)
     if value is None:
-        return default_s
+        return remaining_s
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise InvalidInput(f"parameter {TIMEOUT_PARAMETER!r} must be a positive number of µs")
-    return min(float(value) / 1e6, default_s)
+    return min(float(value) / 1e6, remaining_s)
 
 
 def build_output(

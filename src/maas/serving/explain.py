@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from maas.serving.dataplane import DataPlane, build_output, request_timeout_s
 from maas.serving.repository import LoadedVersion
 from maas.serving.validation import check_inputs, check_outputs
 from maas.signature import Signature, TensorSpec
+
+if TYPE_CHECKING:
+    from maas.serving.context import RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class Explainer:
     def __init__(self, data_plane: DataPlane) -> None:
         self._dp = data_plane
 
-    async def explain(self, request: InferRequest, *, protocol: str = "rest") -> InferResponse:
+    async def explain(self, request: InferRequest, context: RequestContext) -> InferResponse:
         """Attribute each row's prediction to its features.
 
         Raises:
@@ -72,7 +75,7 @@ class Explainer:
         code = "internal"
         loaded.in_flight.count += 1
         try:
-            response = await self._explain(loaded, request)
+            response = await self._explain(loaded, request, context)
             code = "ok"
             return response
         except MaasError as err:
@@ -80,9 +83,11 @@ class Explainer:
             raise
         finally:
             loaded.in_flight.count -= 1
-            loaded.metrics.on_request(protocol, code, time.perf_counter_ns() - start_ns)
+            loaded.metrics.on_request(context.protocol, code, time.perf_counter_ns() - start_ns)
 
-    async def _explain(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
+    async def _explain(
+        self, loaded: LoadedVersion, request: InferRequest, context: RequestContext
+    ) -> InferResponse:
         signature = loaded.model.signature
         plan = plan_explanation(signature, request.parameters, loaded.label, loaded.is_batchable)
         arrays, rows = check_inputs(
@@ -106,7 +111,7 @@ class Explainer:
                 f'"{WINDOW_PARAMETER}" parameter'
             )
         batch = np.concatenate(parts).reshape(total, *x.shape[1:])
-        timeout_s = request_timeout_s(request, self._dp.config.request_timeout_s)
+        timeout_s = request_timeout_s(request, context)
         results = await loaded.batcher.infer(
             {plan.input_spec.name: batch}, total, timeout_s=timeout_s
         )

@@ -1,7 +1,7 @@
 """`Protection`: what guards a server's front ends: auth, per-model limits, TLS, connection caps.
 
 One `Protection` is built per `maas serve` from the settings and the serve file and handed to
-both front ends; REST wraps its app in `rest.auth.GuardedApp`, gRPC adds
+both front ends; REST admits each request through `serving.admission.Admission`, gRPC adds
 `grpc.auth.GuardInterceptor`. `start()` begins reloading API keys every poll interval (so a
 revoked key stops working on a running server), `stop()` ends it.
 """
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from maas.config import ModelServeConfig, load_serve_file
 from maas.security.ratelimit import RateLimit
@@ -62,7 +62,7 @@ class Protection:
     Attributes:
         guard: authenticates, authorizes and rate-limits each request (None: nothing checked).
         tls: certificate, key and optional client CA (None: plain HTTP and gRPC).
-        max_connections: concurrent HTTP connections, and concurrent gRPC calls (None: no cap).
+        max_connections: concurrent HTTP requests, and concurrent gRPC calls (None: no cap).
         default_limits: limits of models without their own entry.
         model_limits: model name -> its limits.
     """
@@ -110,15 +110,6 @@ class Protection:
             default_limits=default,
             model_limits=per_model,
         )
-
-    def http_options(self) -> dict[str, Any]:
-        """Keyword arguments for the HTTP server (`Http1Server`): TLS and the connection cap."""
-        options: dict[str, Any] = {}
-        if self.tls is not None:
-            options["ssl_context"] = self.tls.server_context()
-        if self.max_connections is not None:
-            options["max_connections"] = self.max_connections
-        return options
 
     async def start(self) -> None:
         """Begin reloading API keys every poll interval (revocations reach this server)."""

@@ -204,7 +204,7 @@ def test_protection_follows_the_settings_and_serve_file(
     assert protection.limits_for("iris") == ModelLimits(RateLimit(10.0, 20), 4096)
     assert protection.limits_for("digits") == ModelLimits(RateLimit(100.0), None)
     assert protection.limits_for("unlisted") == ModelLimits(RateLimit(100.0), None)
-    assert protection.http_options() == {"max_connections": 5}
+    assert protection.max_connections == 5
     assert protection.tls is None
     assert protection.guard is not None
     assert protection.guard.authenticator.is_enabled  # the fixture's keys exist

@@ -10,8 +10,8 @@ seconds to wait in the `retry-after` trailing metadata). In a `ModelStreamInfer`
 request is checked; a rate-limited stream is paced (it waits for the next token) rather than
 ended, since its requests arrive one after another anyway.
 
-The call's deadline is honoured: a call whose deadline has passed is refused, and an inference
-request's queue deadline (its `timeout` parameter) is cut to the time the call has left.
+The call's deadline is honoured: a call whose deadline has passed is refused; the servicer gives
+an inference request the time the call has left as its context's deadline.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import grpc
 from maas.errors import DeadlineExceeded, MaasError, PayloadTooLarge, ResourceExhausted
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.security.acl import GRPC_METHOD_KINDS, Action, Principal, allows
-from maas.serving.dataplane import TIMEOUT_PARAMETER
 from maas.serving.grpc.status import grpc_status
 from maas.serving.protection import Protection
 
@@ -88,8 +87,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 _check_deadline(context)
                 credentials = _credentials(context.invocation_metadata())
                 principal = await self._admit(credentials, kind, _model_of(request), request)
-                if isinstance(request, pb.ModelInferRequest):
-                    _cut_timeout(request, context)
             except MaasError as err:
                 await _abort(context, err)
             response = await inner(request, context)
@@ -122,8 +119,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 async for request in requests:
                     try:
                         await self._admit_paced(credentials, kind, request)
-                        if isinstance(request, pb.ModelInferRequest):
-                            _cut_timeout(request, context)
                     except MaasError as err:
                         await _abort(context, err)
                     yield request
@@ -202,22 +197,6 @@ def _check_deadline(context: grpc.aio.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
         raise DeadlineExceeded("the call's deadline passed before it was answered")
-
-
-def _cut_timeout(request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> None:
-    """Set the request's queue deadline to the call's remaining time, if that is sooner."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return
-    remaining_us = max(1, int(remaining * 1e6))
-    params = request.parameters
-    if TIMEOUT_PARAMETER in params:
-        given = params[TIMEOUT_PARAMETER]
-        if given.WhichOneof("parameter_choice") != "int64_param":
-            return  # another type: the data plane judges it
-        if 0 < given.int64_param <= remaining_us:
-            return  # the client's own timeout is sooner
-    params[TIMEOUT_PARAMETER].int64_param = remaining_us
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: MaasError) -> None:

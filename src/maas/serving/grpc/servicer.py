@@ -14,6 +14,7 @@ import grpc
 from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+from maas.serving.context import RequestContext
 from maas.serving.grpc.codec import decode_infer_request, encode_infer_response
 from maas.serving.grpc.documents import (
     encode_model_config,
@@ -87,7 +88,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
         try:
-            return await self._infer(request)
+            return await self._infer(request, context)
         except Exception as err:
             await abort(context, err)
 
@@ -95,7 +96,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Answers the requests of a stream concurrently, each as it finishes (see stream.py)."""
-        async for response in answer_stream(request_iterator, self._infer, _log_bug):
+
+        async def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+            return await self._infer(request, context)
+
+        async for response in answer_stream(request_iterator, infer, _log_bug):
             yield response
 
     async def ModelConfig(
@@ -152,9 +157,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await abort(context, err)
         return pb.RepositoryModelUnloadResponse()
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        """One inference under the call's deadline (the server's request timeout at most)."""
+        timeout_s = self._data_plane.config.request_timeout_s
+        remaining_s = context.time_remaining()
+        if remaining_s is not None:
+            timeout_s = min(timeout_s, remaining_s)
+        request_id = request.id or uuid.uuid4().hex
         infer_request = decode_infer_request(request)
-        response = await self._data_plane.infer(infer_request, protocol="grpc")
+        call = RequestContext.starting_now(request_id, "grpc", timeout_s)
+        response = await self._data_plane.infer(infer_request, call)
         return encode_infer_response(response, raw=len(request.raw_input_contents) > 0)
 
 

@@ -1,1 +1,1 @@
-"""The REST front end of the Open Inference Protocol v2: a lean ASGI app on `http1`."""
+"""The REST front end: the route table, the RSGI app and its granian server."""

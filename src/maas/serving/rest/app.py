@@ -1,208 +1,253 @@
-"""`RestApp`: the route table and the ASGI entry point of the v2 REST API.
+"""`RestApp`: the REST API as an RSGI application (served by granian, `rest.server`).
 
-A hand-rolled router over raw ASGI: one dict lookup on the path shape per request, no
-middleware stack, so the per-request cost stays small next to the model's.
+Per request: find the route in the table, admit the caller (`serving.admission`, the same check
+gRPC makes), read the body up to the model's limit, and call the route's handler with a typed
+request and its `RequestContext`, all under the request's deadline. A request whose body has not
+arrived by the deadline gets 408 (the client's doing), one not answered by then 504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
-from maas.errors import ErrorCode, MaasError, PayloadTooLarge
+from maas.errors import ErrorCode, MaasError, ResourceExhausted, Unavailable
 from maas.logs import request_id_var
+from maas.serving.admission import Admission
+from maas.serving.context import RequestContext
 from maas.serving.dataplane import DataPlane
-from maas.serving.rest.deadline import DEADLINE_SCOPE_KEY, RequestDeadline
+from maas.serving.rest.compat_sagemaker import sagemaker_target
 from maas.serving.rest.handlers import (
     HTTP_STATUS,
-    PRINCIPAL_SCOPE_KEY,
-    Handlers,
+    Headers,
     HttpRequest,
     Reply,
     check_declared_length,
     error_reply,
 )
-from maas.serving.rest.mounts import match_mounted, mounted_routes
-from maas.serving.rest.openapi import OPENAPI_PATH, openapi
+from maas.serving.rest.routes import RouteTable
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Handler = Callable[[HttpRequest], Awaitable[Reply]]
-
-REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
-# A front (the guard) that already parsed the headers and the path leaves them in the scope here.
-HEADERS_SCOPE_KEY = "maas.headers"
-ROUTE_SCOPE_KEY = "maas.route"
+REQUEST_TIMEOUT_STATUS = 408  # the client did not send its body in time: its mistake, not ours
+# An answer given before the body was read (401, 413, 404...) first reads and drops what the client
+# is still sending, up to these bounds, so the client gets to read the answer instead of a reset.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_S = 2.0
+
+
+class Scope(Protocol):
+    """What the app reads of an RSGI HTTP scope."""
+
+    @property
+    def proto(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def headers(self) -> Headers: ...
 
 
 class RestApp:
-    """The ASGI application of the v2 REST API over one data plane.
+    """The REST API over one data plane.
 
     Args:
-        data_plane: what every route calls.
-        max_request_bytes: bodies over this are refused with 413 (checked on the declared
-            length and while reading).
+        data_plane: what the handlers call.
+        routes: the route table (`rest.routes.bind_routes`).
+        admission: authentication, scopes, rate and size limits.
+        max_in_flight: requests answered at once; beyond it, 503 at once (None: no cap).
     """
 
-    def __init__(self, data_plane: DataPlane, *, max_request_bytes: int | None = None) -> None:
-        self._max_bytes = max_request_bytes or data_plane.config.max_request_bytes
+    def __init__(
+        self,
+        data_plane: DataPlane,
+        routes: RouteTable,
+        admission: Admission,
+        *,
+        max_in_flight: int | None = None,
+    ) -> None:
         self._dp = data_plane
-        h = Handlers(data_plane)
-        # (method, path shape) -> handler; "{m}" and "{v}" are the model and version segments.
-        self._routes: dict[tuple[str, str], Handler] = {
-            ("GET", "/v2/health/live"): h.live,
-            ("GET", "/v2/health/ready"): h.ready,
-            ("GET", "/v2"): h.server_metadata,
-            ("GET", "/v2/models/stats"): h.model_stats,
-            ("GET", "/v2/models/{m}"): h.model_metadata,
-            ("GET", "/v2/models/{m}/ready"): h.model_ready,
-            ("POST", "/v2/models/{m}/infer"): h.infer,
-            ("GET", "/v2/models/{m}/config"): h.model_config,
-            ("GET", "/v2/models/{m}/stats"): h.model_stats,
-            ("GET", "/v2/models/{m}/versions/{v}"): h.model_metadata,
-            ("GET", "/v2/models/{m}/versions/{v}/ready"): h.model_ready,
-            ("POST", "/v2/models/{m}/versions/{v}/infer"): h.infer,
-            ("GET", "/v2/models/{m}/versions/{v}/config"): h.model_config,
-            ("GET", "/v2/models/{m}/versions/{v}/stats"): h.model_stats,
-            ("GET", "/metrics"): h.metrics,
-            ("GET", OPENAPI_PATH): openapi,
-        }
-        self._routes.update(mounted_routes(data_plane))  # management and compatible APIs
-        self._paths = {path for _, path in self._routes}
+        self._routes = routes
+        self._admission = admission
+        self._timeout_s = data_plane.config.request_timeout_s
+        self._max_in_flight = max_in_flight
+        self.in_flight: set[asyncio.Task[Any]] = set()
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
 
-    @property
-    def routes(self) -> frozenset[tuple[str, str]]:
-        """Every (method, path shape) this app answers."""
-        return frozenset(self._routes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # lifespan and websockets are not used
-        headers: dict[bytes, bytes] | None = scope.get(HEADERS_SCOPE_KEY)
-        if headers is None:
-            headers = dict(scope["headers"])
-        request_id = self._request_id(headers)
+    async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
+        if scope.proto != "http":
+            return  # websockets are not served
+        headers = scope.headers
+        request_id = self._request_id(headers.get(REQUEST_ID_HEADER))
         token = request_id_var.set(request_id)
-        deadline: RequestDeadline | None = scope.get(DEADLINE_SCOPE_KEY)
+        task = asyncio.current_task()
+        exchange = _Exchange()
         try:
-            reply = await self._handle(scope, receive, headers, deadline)
+            if task is not None:
+                self.in_flight.add(task)
+            reply = await self._answer(scope, protocol, headers, request_id, exchange)
+            unfinished = await exchange.finish_body(protocol, headers)
         finally:
             request_id_var.reset(token)
-        if deadline is not None:
-            deadline.answering()
-        out = [
-            (b"content-type", reply.content_type),
-            (b"content-length", str(len(reply.body)).encode()),
-            (REQUEST_ID_HEADER, request_id.encode()),
-            *reply.headers,
-        ]
-        await send({"type": "http.response.start", "status": reply.status, "headers": out})
-        await send({"type": "http.response.body", "body": reply.body})
+            if task is not None:
+                self.in_flight.discard(task)
+        out = [("content-type", reply.content_type), (REQUEST_ID_HEADER, request_id)]
+        out.extend(reply.headers)
+        protocol.response_bytes(reply.status, out, reply.body)
+        if unfinished is not None:
+            unfinished.cancel()  # after the answer: the server then closes the connection
 
-    async def _handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        headers: dict[bytes, bytes],
-        deadline: RequestDeadline | None,
+    async def _answer(
+        self, scope: Scope, protocol: Any, headers: Headers, request_id: str, exchange: _Exchange
     ) -> Reply:
-        method = scope["method"]
-        route = scope.get(ROUTE_SCOPE_KEY)
-        shape, model, version = route if route is not None else route_shape(scope["path"])
-        handler = self._routes.get((method, shape))
-        if handler is None:
-            if shape in self._paths:
-                return error_reply(405, f"method {method} is not allowed on {scope['path']}")
-            return error_reply(404, f"no route for {scope['path']}")
+        if self._max_in_flight is not None and len(self.in_flight) > self._max_in_flight:
+            return refusal(Unavailable(f"over {self._max_in_flight} requests in flight; retry"))
+        method = scope.method
+        shape, model, version = self._routes.match(scope.path)
+        kind = self._routes.kind_of(method, shape)
+        context = RequestContext.starting_now(request_id, "rest", self._timeout_s)
         try:
-            has_body = method in ("POST", "PUT")
-            body = await self._read_body(receive, headers) if has_body else b""
-            if deadline is not None:
-                deadline.body_read()
+            async with asyncio.timeout(self._timeout_s):
+                if kind == "sagemaker_invocations":
+                    model = sagemaker_target(headers, self._dp.repository.model_names())[0]
+                context.principal = await self._admission.admit(
+                    headers.get("authorization"), kind, model
+                )
+                bound = self._routes.find(method, shape)
+                if bound is None:
+                    return self._no_route(method, shape, scope.path)
+                body = b""
+                if bound.route.has_body:
+                    body = await self._read_body(protocol, headers, model, exchange)
+                exchange.body_read = True
+                context.protocol = bound.route.protocol
+                return await bound.handler(HttpRequest(model, version, headers, body, context))
+        except TimeoutError:
+            return self._timed_out(exchange.body_read, scope.path)
         except MaasError as err:
-            if model is not None:
+            if exchange.reading is not None and not exchange.body_read and model is not None:
                 self._dp.count_rejected(model, version, "rest", err.code)
-            return error_reply(HTTP_STATUS[err.code], str(err))
-        try:
-            principal = scope.get(PRINCIPAL_SCOPE_KEY)
-            return await handler(HttpRequest(model, version, headers, body, principal))
-        except MaasError as err:
             if err.code is not ErrorCode.INTERNAL:
-                return error_reply(HTTP_STATUS[err.code], str(err))
-            log.error("request.failed", exc_info=err, extra={"path": scope["path"]})
+                return refusal(err)
+            log.error("request.failed", exc_info=err, extra={"path": scope.path})
         except Exception as err:  # a transport handler is a boundary: never crash the server
-            log.error("request.failed", exc_info=err, extra={"path": scope["path"]})
-        return error_reply(500, f"internal error; request id {request_id_var.get()}")
+            log.error("request.failed", exc_info=err, extra={"path": scope.path})
+        return error_reply(500, f"internal error; request id {request_id}")
 
-    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        limit = self._max_bytes
+    def _no_route(self, method: str, shape: str, path: str) -> Reply:
+        if self._routes.knows_shape(shape):
+            return error_reply(405, f"method {method} is not allowed on {path}")
+        return error_reply(404, f"no route for {path}")
+
+    def _timed_out(self, body_done: bool, path: str) -> Reply:
+        log.info("request.timeout", extra={"path": path, "body_done": body_done})
+        if not body_done:
+            message = f"the request body did not arrive within {self._timeout_s:g} s"
+            return error_reply(REQUEST_TIMEOUT_STATUS, message)
+        message = f"the request was not answered within {self._timeout_s:g} s"
+        return error_reply(HTTP_STATUS[ErrorCode.DEADLINE_EXCEEDED], message)
+
+    async def _read_body(
+        self, protocol: Any, headers: Headers, model: str | None, exchange: _Exchange
+    ) -> bytes:
+        """The whole body; 413 once it is over the limit, declared or sent.
+
+        The body is read by a task of its own that a deadline does not cancel (a cancelled read
+        leaves the HTTP stream unusable), so a late body can still be drained before answering.
+        """
+        limit = self._admission.max_request_bytes(model)
         check_declared_length(headers, limit)
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        exchange.reading = asyncio.create_task(_collect(protocol, limit))
+        chunks = await asyncio.shield(exchange.reading)
+        if chunks is None:
+            self._admission.check_size(limit + 1, model)  # raises: over the limit
+            raise AssertionError("unreachable")  # pragma: no cover
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _request_id(self, headers: dict[bytes, bytes]) -> str:
-        given = headers.get(REQUEST_ID_HEADER)
-        if given and len(given) <= MAX_REQUEST_ID_CHARS:
-            text = given.decode("latin-1")
-            if text.isprintable() and text.isascii():
-                return text
+    def _request_id(self, given: str | None) -> str:
+        if given and len(given) <= MAX_REQUEST_ID_CHARS and given.isprintable() and given.isascii():
+            return given
         return f"{self._id_prefix}-{next(self._ids)}"
 
 
-ROUTE_CACHE_SIZE = 4096  # distinct paths remembered; clients repeat a handful
-_route_cache: dict[str, tuple[str, str | None, str | None]] = {}
+class _Exchange:
+    """What became of one request's body: read, being read, or left unread."""
+
+    __slots__ = ("body_read", "reading")
+
+    def __init__(self) -> None:
+        self.body_read = False
+        self.reading: asyncio.Task[list[bytes] | None] | None = None
+
+    async def finish_body(
+        self, protocol: Any, headers: Headers
+    ) -> asyncio.Task[list[bytes] | None] | None:
+        """Before answering, read and drop what the client is still sending (within
+        `DRAIN_MAX_BYTES` and `DRAIN_MAX_S`), so it gets to read the answer, not a reset.
+
+        Returns:
+            The read still pending after that: to cancel once the answer is handed over
+            (cancelling it before would break the stream the answer goes out on).
+        """
+        reading = self.reading
+        if reading is None:
+            if self.body_read or not _sends_body(headers):
+                return None
+            reading = asyncio.create_task(_collect(protocol, 0))
+        if not reading.done():
+            await asyncio.wait({reading}, timeout=DRAIN_MAX_S)
+        reading.add_done_callback(_drop_outcome)  # a broken stream is nothing to report
+        return None if reading.done() else reading
 
 
-def route_shape(path: str) -> tuple[str, str | None, str | None]:
-    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3).
-
-    Remembered per path: every request asks, and a client sends the same few paths.
-    """
-    found = _route_cache.get(path)
-    if found is None:
-        if len(_route_cache) >= ROUTE_CACHE_SIZE:
-            _route_cache.clear()  # many distinct paths (a scan): start over, stay bounded
-        found = _route_cache[path] = _route_shape(path)
-    return found
+def _drop_outcome(task: asyncio.Task[list[bytes] | None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
-def _route_shape(path: str) -> tuple[str, str | None, str | None]:
-    mounted = match_mounted(path)
-    if mounted is not None:
-        return mounted
-    if not path.startswith("/v2/models/"):
-        return path.rstrip("/") or "/", None, None
-    parts = path[len("/v2/models/") :].split("/")
-    if len(parts) == 1 and parts[0] == "stats":
-        return "/v2/models/stats", None, None
-    model = parts[0]
-    if len(parts) >= 3 and parts[1] == "versions":
-        tail = "/".join(parts[3:])
-        shape = "/v2/models/{m}/versions/{v}" + (f"/{tail}" if tail else "")
-        return shape, model, parts[2]
-    tail = "/".join(parts[1:])
-    return "/v2/models/{m}" + (f"/{tail}" if tail else ""), model, None
+def _sends_body(headers: Headers) -> bool:
+    """Whether the client is sending a body it has not been asked to hold back."""
+    if headers.get("expect") is not None:
+        return False  # 100-continue: nothing comes unless we read, and we did not
+    length = headers.get("content-length")
+    return headers.get("transfer-encoding") is not None or (length is not None and length != "0")
+
+
+async def _collect(protocol: Any, limit: int) -> list[bytes] | None:
+    """The body's chunks; None when it went over `limit` (what follows is read and dropped, up
+    to `DRAIN_MAX_BYTES` more)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in protocol:
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit + DRAIN_MAX_BYTES:
+            break
+    return chunks if size <= limit else None
+
+
+def refusal(err: MaasError) -> Reply:
+    """The answer to a refused request, with the headers its status calls for."""
+    headers: list[tuple[str, str]] = []
+    if err.code is ErrorCode.UNAUTHENTICATED:
+        headers.append(("www-authenticate", 'Bearer realm="maas"'))
+    if isinstance(err, ResourceExhausted):
+        headers.append(("retry-after", retry_after(err)))
+    reply = error_reply(HTTP_STATUS[err.code], str(err))
+    if headers:
+        return Reply(reply.status, reply.body, reply.content_type, (*reply.headers, *headers))
+    return reply
+
+
+def retry_after(err: ResourceExhausted) -> str:
+    """`Retry-After` in whole seconds, at least 1 (HTTP has no fractions)."""
+    seconds = err.retry_after_s if err.retry_after_s is not None else 1.0
+    return str(max(1, -int(-seconds // 1)))

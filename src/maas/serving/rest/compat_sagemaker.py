@@ -11,6 +11,7 @@ version). Answers are `{"predictions": [...]}` (or `{"outputs": ...}` for `input
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,10 +25,9 @@ from maas.serving.rest.compat_tensors import (
     output_rows,
     output_values,
 )
-from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply
+from maas.serving.rest.handlers import Headers, HttpRequest, Reply, json_body, json_reply
 
-PROTOCOL = "sagemaker"
-TARGET_MODEL_HEADER = b"x-amzn-sagemaker-target-model"
+TARGET_MODEL_HEADER = "x-amzn-sagemaker-target-model"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
@@ -44,7 +44,11 @@ class SageMakerHandlers:
         return json_reply({"status": status}, 200 if is_ready else 503)
 
     async def invocations(self, request: HttpRequest) -> Reply:
-        name, version = self._target(request.headers)
+        name, version = sagemaker_target(request.headers, self._dp.repository.model_names())
+        if name is None:
+            raise InvalidInput(
+                "several models are served; name one in X-Amzn-SageMaker-Target-Model"
+            )
         doc = _body(request.body)
         specs = self._dp.signature(name, version).inputs
         as_columns = isinstance(doc, dict) and "inputs" in doc
@@ -59,7 +63,7 @@ class SageMakerHandlers:
         else:
             columns = columns_from_instances(doc, specs)
         response = await self._dp.infer(
-            build_request(name, version, columns, specs), protocol=PROTOCOL
+            build_request(name, version, columns, specs), request.context
         )
         if as_columns:
             values = output_values(response)
@@ -68,25 +72,27 @@ class SageMakerHandlers:
             }
         else:
             body = {"predictions": output_rows(response)}
-        headers = ((b"x-model-version", response.model_version.encode()),)
+        headers = (("x-model-version", response.model_version),)
         return Reply(200, orjson.dumps(body), headers=headers)
 
-    def _target(self, headers: dict[bytes, bytes]) -> tuple[str, str | None]:
-        given = headers.get(TARGET_MODEL_HEADER)
-        if given is None:
-            served = self._dp.repository.model_names()
-            if len(served) != 1:
-                raise InvalidInput(
-                    f"{len(served)} models are served; name one in X-Amzn-SageMaker-Target-Model"
-                )
-            return served[0], None
-        text = given.decode("latin-1").strip().rsplit("/", 1)[-1]
-        for suffix in _ARCHIVE_SUFFIXES:
-            text = text.removesuffix(suffix)
-        name, _, ref = text.partition("@")
-        if not name:
-            raise ModelNotFound("X-Amzn-SageMaker-Target-Model names no model")
-        return name, ref or None
+
+def sagemaker_target(headers: Headers, served: Sequence[str]) -> tuple[str | None, str | None]:
+    """The model and version an `/invocations` request is for: its target-model header (a
+    model archive name, `NAME[@REF][.tar.gz]`), else the one served model (None: several).
+
+    Raises:
+        ModelNotFound: the header names no model.
+    """
+    given = headers.get(TARGET_MODEL_HEADER)
+    if given is None:
+        return (served[0] if len(served) == 1 else None), None
+    text = given.strip().rsplit("/", 1)[-1]
+    for suffix in _ARCHIVE_SUFFIXES:
+        text = text.removesuffix(suffix)
+    name, _, ref = text.partition("@")
+    if not name:
+        raise ModelNotFound("X-Amzn-SageMaker-Target-Model names no model")
+    return name, ref or None
 
 
 def _body(body: bytes) -> Any:

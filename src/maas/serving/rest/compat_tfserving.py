@@ -27,7 +27,6 @@ from maas.serving.rest.compat_tensors import (
 from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply, model_name
 from maas.signature import TensorSpec
 
-PROTOCOL = "tfserving"
 _TF_DTYPES = {
     "FP16": "DT_HALF",
     "FP32": "DT_FLOAT",
@@ -118,8 +117,8 @@ class TfServingHandlers:
         else:
             columns = columns_from_inputs(doc["inputs"], specs)
         infer = build_request(name, request.version, columns, specs)
-        response = await self._dp.infer(infer, protocol=PROTOCOL)
-        headers = ((b"x-model-version", response.model_version.encode()),)
+        response = await self._dp.infer(infer, request.context)
+        headers = (("x-model-version", response.model_version),)
         if has_rows:
             body: dict[str, Any] = {"predictions": output_rows(response)}
         else:

@@ -25,7 +25,6 @@ from maas.serving.rest.handlers import HTTP_STATUS, HttpRequest, Reply, json_bod
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = "torchserve"
 _ERROR_TYPES = {
     ErrorCode.INVALID_ARGUMENT: "BadRequestException",
     ErrorCode.NOT_FOUND: "ModelNotFoundException",
@@ -74,11 +73,11 @@ class TorchServeHandlers:
         single = len(specs) == 1 and _depth(rows) == len(specs[0].shape) - 1
         columns = columns_from_instances([rows] if single else rows, specs)
         response = await self._dp.infer(
-            build_request(name, version, columns, specs), protocol=PROTOCOL
+            build_request(name, version, columns, specs), request.context
         )
         predictions = output_rows(response)
         body = predictions[0] if single else predictions
-        headers = ((b"x-model-version", response.model_version.encode()),)
+        headers = (("x-model-version", response.model_version),)
         return Reply(200, orjson.dumps(body), headers=headers)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -15,11 +15,11 @@ from maas.serving.dataplane import DataPlane
 
 if TYPE_CHECKING:
     from maas.security.acl import Principal
+    from maas.serving.context import RequestContext
 
-JSON_TYPE = b"application/json"
-MODEL_VERSION_HEADER = b"x-model-version"  # which version answered (a route may pick any)
-_HEADER_LENGTH_KEY = HEADER_LENGTH.encode()
-PRINCIPAL_SCOPE_KEY = "maas.principal"  # where the guard leaves the caller in the ASGI scope
+JSON_TYPE = "application/json"
+MODEL_VERSION_HEADER = "x-model-version"  # which version answered (a route may pick any)
+_HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
 
 # The one table from error class to HTTP status.
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -42,31 +42,43 @@ class Reply:
 
     status: int
     body: bytes
-    content_type: bytes = JSON_TYPE
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+    content_type: str = JSON_TYPE
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Headers(Protocol):
+    """Request headers by lower-case name (the HTTP server's own mapping)."""
+
+    def get(self, key: str, default: None = None) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """What a handler needs from the HTTP request: route parameters, headers and the body."""
+    """What a handler needs from the HTTP request: route parameters, headers, the body and the
+    request's context (id, deadline, caller)."""
 
     model: str | None
     version: str | None
-    headers: dict[bytes, bytes]
+    headers: Headers
     body: bytes
-    principal: Principal | None = None  # the authenticated caller (None: no guard)
+    context: RequestContext
+
+    @property
+    def principal(self) -> Principal | None:
+        """The authenticated caller (None: no guard)."""
+        return self.context.principal
 
 
 def json_reply(doc: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(doc))
 
 
-RETRY_AFTER_S = b"1"  # an overloaded queue drains within about a second at serving rates
+RETRY_AFTER_S = "1"  # an overloaded queue drains within about a second at serving rates
 
 
 def error_reply(status: int, message: str) -> Reply:
     """`{"error": message}`; a 503 also says when to retry."""
-    headers = ((b"retry-after", RETRY_AFTER_S),) if status == 503 else ()
+    headers = (("retry-after", RETRY_AFTER_S),) if status == 503 else ()
     return Reply(status, orjson.dumps({"error": message}), headers=headers)
 
 
@@ -109,7 +121,7 @@ class Handlers:
 
     async def metrics(self, request: HttpRequest) -> Reply:
         body, content_type = self._dp.metrics.exposition()
-        return Reply(200, body, content_type.encode())
+        return Reply(200, body, content_type)
 
     async def infer(self, request: HttpRequest) -> Reply:
         return await answer_inference(self._dp, request, self._dp.infer)
@@ -120,7 +132,7 @@ async def answer_inference(
     request: HttpRequest,
     run: Callable[..., Awaitable[InferResponse]],
 ) -> Reply:
-    """Decode a v2 inference body, call `run(request, protocol="rest")`, encode its response.
+    """Decode a v2 inference body, call `run(request, context)`, encode its response.
 
     Shared by `/infer` and the endpoints that take the same request shape (`/explain`).
     """
@@ -131,16 +143,16 @@ async def answer_inference(
     except MaasError as err:
         data_plane.count_rejected(model, request.version, "rest", err.code)
         raise
-    response = await run(infer_request, protocol="rest")
+    response = await run(infer_request, request.context)
     encoded = encode_response(response, wants_binary(infer_request))
-    answered = ((MODEL_VERSION_HEADER, response.model_version.encode()),)
+    answered = ((MODEL_VERSION_HEADER, response.model_version),)
     if encoded.header_length is None:
         return Reply(200, encoded.body, headers=answered)
     return Reply(
         200,
         encoded.body,
-        b"application/octet-stream",
-        ((_HEADER_LENGTH_KEY, str(encoded.header_length).encode()), *answered),
+        "application/octet-stream",
+        ((_HEADER_LENGTH_KEY, str(encoded.header_length)), *answered),
     )
 
 
@@ -179,7 +191,7 @@ def json_body(body: bytes) -> Any:
         raise InvalidInput(f"the body is not JSON: {err}") from None
 
 
-def header_length_of(headers: dict[bytes, bytes]) -> int | None:
+def header_length_of(headers: Headers) -> int | None:
     """The `Inference-Header-Content-Length` of a binary request, None for plain JSON.
 
     Raises:
@@ -194,9 +206,9 @@ def header_length_of(headers: dict[bytes, bytes]) -> int | None:
         raise InvalidInput(f"Inference-Header-Content-Length {value!r} is not a number") from None
 
 
-def check_declared_length(headers: dict[bytes, bytes], limit: int) -> None:
+def check_declared_length(headers: Headers, limit: int) -> None:
     """Refuse a body whose Content-Length is over `limit` before reading it."""
-    value = headers.get(b"content-length")
+    value = headers.get("content-length")
     if value is None:
         return
     try:
