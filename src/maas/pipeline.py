@@ -162,6 +162,19 @@ def train(
     Returns:
         The run's folders, metrics, history and the registered version.
     """
+    if spec.model.kind == "gpt":
+        from maas.causal_lm_pipeline import train_causal_lm
+
+        return train_causal_lm(
+            spec,
+            settings,
+            base_dir=base_dir,
+            resume=resume,
+            register=register,
+            observer=observer,
+            actor=actor,
+            source=source,
+        )
     started = time.perf_counter()
     prep = prepare_data(spec, base_dir)
     scaled = scale_splits(prep.splits, prep.scaler)

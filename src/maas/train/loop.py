@@ -4,6 +4,9 @@ Reproducibility contract: the same spec and seed give bit-identical weights, and
 after any epoch and resumed gives the same weights as one that never stopped. The data order of
 epoch e comes from its own generator seeded by (seed, e); dropout draws from the global RNG whose
 state is saved in every checkpoint with the optimizer, scheduler and early-stopping state.
+
+Rows are feature vectors with one class each (logits [N, K]) or token windows with a next token
+per position (logits [N, T, V]); loss and accuracy are taken over every target either way.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from maas.train.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
-EVAL_BATCH = 1024  # evaluation batch: large enough to be fast, small enough for any laptop
+EVAL_BATCH = 1024  # evaluation targets per batch: fast, yet small enough for any laptop
 
 
 class TrainObserver(Protocol):
@@ -107,17 +110,31 @@ def epoch_order(n_rows: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n_rows, generator=generator)
 
 
+def as_tensor(rows: np.ndarray) -> torch.Tensor:
+    """Rows as a tensor: token ids stay int64, features become float32."""
+    dtype = np.int64 if np.issubdtype(rows.dtype, np.integer) else np.float32
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=dtype))
+
+
+def target_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over every target: one per row, or one per position of a sequence."""
+    return nn.functional.cross_entropy(
+        logits.flatten(0, -2), target.flatten(), reduction=reduction
+    )
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of `model` on (x, y)."""
+    """Mean cross-entropy loss and accuracy of `model` over every target of (x, y)."""
     model.eval()
     total_loss, correct = 0.0, 0
+    rows = max(1, EVAL_BATCH // max(1, y[0].numel() if len(y) else 1))
     with torch.no_grad():
-        for start in range(0, len(x), EVAL_BATCH):
-            logits = model(x[start : start + EVAL_BATCH])
-            target = y[start : start + EVAL_BATCH]
-            total_loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        for start in range(0, len(x), rows):
+            logits = model(x[start : start + rows])
+            target = y[start : start + rows]
+            total_loss += float(target_loss(logits, target, reduction="sum"))
             correct += int((logits.argmax(-1) == target).sum())
-    return total_loss / max(len(x), 1), correct / max(len(x), 1)
+    return total_loss / max(y.numel(), 1), correct / max(y.numel(), 1)
 
 
 class _Loop:
@@ -135,9 +152,9 @@ class _Loop:
         self.spec = spec
         self.seed = seed
         self.observer = observer
-        self.train_x = torch.from_numpy(np.ascontiguousarray(splits.train_x, dtype=np.float32))
+        self.train_x = as_tensor(splits.train_x)
         self.train_y = torch.from_numpy(np.ascontiguousarray(splits.train_y, dtype=np.int64))
-        self.val_x = torch.from_numpy(np.ascontiguousarray(splits.validation_x, dtype=np.float32))
+        self.val_x = as_tensor(splits.validation_x)
         self.val_y = torch.from_numpy(np.ascontiguousarray(splits.validation_y, dtype=np.int64))
         self.optimizer = build_optimizer(model, spec)
         self.scheduler = build_scheduler(self.optimizer, spec)
@@ -148,27 +165,28 @@ class _Loop:
         order = epoch_order(len(self.train_x), self.seed, epoch)
         steps = math.ceil(len(order) / self.spec.batch_size)
         self.observer.on_epoch_start(epoch, self.spec.epochs, steps)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, targets = 0.0, 0, 0
         for start in range(0, len(order), self.spec.batch_size):
             index = order[start : start + self.spec.batch_size]
             x, y = self.train_x[index], self.train_y[index]
             self.optimizer.zero_grad(set_to_none=True)
             logits = self.model(x)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = target_loss(logits, y)
             loss.backward()  # type: ignore[no-untyped-call]  # torch stubs
             self.optimizer.step()
             batch_correct = int((logits.argmax(-1) == y).sum())
             loss_value = float(loss.detach())
-            loss_sum += loss_value * len(index)
+            loss_sum += loss_value * y.numel()
             correct += batch_correct
-            self.observer.on_step(loss_value, batch_correct / len(index))
+            targets += y.numel()
+            self.observer.on_step(loss_value, batch_correct / y.numel())
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler.step()
         val_loss, val_accuracy = evaluate(self.model, self.val_x, self.val_y)
         return {
             "epoch": float(epoch),
-            "train_loss": loss_sum / len(order),
-            "train_accuracy": correct / len(order),
+            "train_loss": loss_sum / targets,
+            "train_accuracy": correct / targets,
             "validation_loss": val_loss,
             "validation_accuracy": val_accuracy,
             "lr": lr,

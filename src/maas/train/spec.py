@@ -13,13 +13,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from maas.errors import SpecError
-from maas.train.data import DataSpec
+from maas.train.data import BUNDLED_DATASETS, DataSpec
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-BUILTIN_KINDS = ("mlp", "cnn")
+BUILTIN_KINDS = ("mlp", "cnn", "gpt")
+TEXT_DATASETS = ("pydoc_data",)  # bundled text corpora (see maas.train.text)
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".npz")
 
 
 class Strict(BaseModel):
@@ -28,8 +38,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GptOptions(Strict):
+    """`model.options:` of `kind: gpt`, a decoder-only transformer over BPE tokens."""
+
+    layers: int = Field(ge=1, le=64)
+    heads: int = Field(ge=1, le=64)
+    dim: int = Field(ge=8, le=8192)
+    context: int = Field(ge=8, le=8192)
+    vocab_size: int = Field(default=2048, ge=300, le=65_536)  # 256 bytes + merges + <|endoftext|>
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> GptOptions:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+        return self
+
+
 class ModelSpec(Strict):
-    """`model:` the architecture. `kind` is `mlp`, `cnn` or `package.module:build_function`."""
+    """`model:` the architecture: `mlp`, `cnn`, `gpt` or `package.module:build_function`."""
 
     kind: str = "mlp"
     hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
@@ -46,8 +73,22 @@ class ModelSpec(Strict):
         if kind in BUILTIN_KINDS or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", kind):
             return kind
         raise ValueError(
-            f'unknown model kind "{kind}"; use mlp, cnn or package.module:build_function'
+            f'unknown model kind "{kind}"; use mlp, cnn, gpt or package.module:build_function'
         )
+
+    @field_validator("options")
+    @classmethod
+    def _gpt_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("kind") == "gpt":
+            try:
+                GptOptions.model_validate(options)
+            except ValidationError as err:
+                raise ValueError(f"kind gpt: {_format_errors(err)}") from None
+        return options
+
+    def gpt(self) -> GptOptions:
+        """The options of a `kind: gpt` model, validated."""
+        return GptOptions.model_validate(self.options)
 
 
 class ScheduleSpec(Strict):
@@ -85,6 +126,7 @@ class ValidateSpec(Strict):
     parity_atol: float = Field(default=1e-4, gt=0.0)
     parity_samples: int = Field(default=256, ge=1)
     min_test_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_validation_perplexity: float | None = Field(default=None, ge=1.0)  # gpt: the gate
 
 
 class ExportSpec(Strict):
@@ -114,6 +156,23 @@ class Spec(Strict):
             )
         return name
 
+    @field_validator("model")
+    @classmethod
+    def _data_fits_model(cls, model: ModelSpec, info: ValidationInfo) -> ModelSpec:
+        data = info.data.get("data")
+        if data is None:
+            return model
+        source = data.source
+        is_table = source in BUNDLED_DATASETS or Path(source).suffix.lower() in TABLE_SUFFIXES
+        if model.kind == "gpt" and is_table:
+            raise ValueError(
+                f'kind gpt trains on text, but data.source "{source}" is a table; use '
+                f"{', '.join(TEXT_DATASETS)}, a .txt file or a folder of text files"
+            )
+        if model.kind != "gpt" and source in TEXT_DATASETS:
+            raise ValueError(f'data.source "{source}" is a text corpus: use kind gpt')
+        return model
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-ready data, every default filled in."""
         return self.model_dump(mode="json", by_alias=True)
@@ -134,7 +193,9 @@ def _format_errors(err: ValidationError) -> str:
             parts.append(f"{path}: required key missing")
         else:
             msg = item["msg"].removeprefix("Value error, ")
-            parts.append(f"{path}: {msg} (got {item.get('input')!r})")
+            got = item.get("input")
+            # A whole section as "got" is noise; the message names what is wrong in it.
+            parts.append(f"{path}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
     return "; ".join(parts)
 
 

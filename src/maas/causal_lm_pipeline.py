@@ -1,0 +1,226 @@
+"""The train -> export -> validate -> register pipeline for language models (`model.kind: gpt`).
+
+The same stages as for classifiers (`maas.pipeline`), over text: the corpus is split by documents,
+a byte-level BPE tokenizer is learnt from the training documents only, token windows go through
+the shared training loop (checkpoints, exact resume), the model is exported with its key/value
+cache, validated (parity, greedy generation, perplexity) and registered with two extra files:
+
+    tokenizer.json           the tokenizer (`tokenizers` JSON, read without torch)
+    generation_config.json   {"kind": "causal_lm", "context", "eos_token_id", "bos_token_id",
+                              "vocab_size", "layers", "heads", "head_dim"}
+
+The generation config is also kept in the version's lineage (`generation`), so `maas models show`
+displays it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import save as save_safetensors
+from tokenizers import Tokenizer
+
+import maas
+from maas.config import Settings
+from maas.export.causal_lm import export_causal_lm
+from maas.export.causal_lm_checks import CausalLMReport, validate_causal_lm
+from maas.pipeline import TrainResult, run_dir_for
+from maas.registry.store import Registry
+from maas.signature import read_onnx_signature
+from maas.train.data import Splits
+from maas.train.gpt import GPT
+from maas.train.loop import TrainObserver, TrainOutcome, train_model
+from maas.train.models import count_parameters
+from maas.train.spec import Spec
+from maas.train.text import TextCorpus, load_text, split_text
+from maas.train.tokenizer import end_of_text_id, token_splits, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """A corpus, the tokenizer learnt from its training documents, and its token windows."""
+
+    corpus: TextCorpus
+    tokenizer: Tokenizer
+    splits: Splits
+    documents: dict[str, int]
+
+
+def prepare_text(spec: Spec, base_dir: Path | None) -> PreparedText:
+    """Load and split the corpus, learn the tokenizer on the training split, cut the windows."""
+    options = spec.model.gpt()
+    corpus = load_text(spec.data, base_dir)
+    text = split_text(corpus, spec.data.split, spec.seed)
+    tokenizer = train_tokenizer(text.train, options.vocab_size)
+    splits = token_splits(tokenizer, text, options.context)
+    counts = {"train": len(text.train), "validation": len(text.validation), "test": len(text.test)}
+    return PreparedText(corpus, tokenizer, splits, counts)
+
+
+def build_gpt(spec: Spec, vocab_size: int) -> GPT:
+    """The spec's GPT, with initial weights drawn from `torch.manual_seed(spec.seed)`."""
+    torch.manual_seed(spec.seed)
+    return GPT(vocab_size, spec.model.gpt())
+
+
+def generation_config(model: GPT, tokenizer: Tokenizer) -> dict[str, Any]:
+    """The generation config stored with the version (the generative-version contract)."""
+    options = model.options
+    return {
+        "kind": "causal_lm",
+        "context": options.context,
+        "eos_token_id": end_of_text_id(tokenizer),
+        "bos_token_id": None,
+        "vocab_size": model.vocab_size,
+        "layers": options.layers,
+        "heads": options.heads,
+        "head_dim": options.dim // options.heads,
+    }
+
+
+def _lineage(
+    spec: Spec, prep: PreparedText, outcome: TrainOutcome, export: dict[str, Any], gen: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "spec": spec.to_dict(),
+        "run_id": f"{spec.name}-{spec.fingerprint()}",
+        "dataset": {
+            "source": spec.data.source,
+            "fingerprint": prep.corpus.fingerprint,
+            "documents": prep.documents,
+            "characters": prep.corpus.characters,
+            "train_tokens": int(prep.splits.train_x.size),
+        },
+        "tokenizer": {
+            "kind": "byte-level BPE",
+            "vocab_size": prep.tokenizer.get_vocab_size(),
+            "trained_on": "train split",
+            "file": TOKENIZER_FILE,
+        },
+        "generation": gen,
+        "parent_version": None,
+        "package_version": maas.__version__,
+        "export": export,
+        "best_epoch": outcome.best_epoch,
+        "epochs_run": outcome.epochs_run,
+        "stopped_early": outcome.stopped_early,
+        "python": platform.python_version(),
+    }
+
+
+def _write_export(export_dir: Path, files: dict[str, bytes]) -> None:
+    """Write the export folder: a staging folder renamed into place."""
+    staging = export_dir.with_name(export_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    shutil.rmtree(export_dir, ignore_errors=True)
+    staging.rename(export_dir)
+
+
+def _metrics(
+    report: CausalLMReport, outcome: TrainOutcome, model: GPT, size: int
+) -> dict[str, float]:
+    last = outcome.history[-1] if outcome.history else {}
+    validation_loss = float(last.get("validation_loss", math.nan))
+    return report.to_metrics() | {
+        "validation_loss": validation_loss,
+        "torch_validation_perplexity": math.exp(validation_loss),
+        "validation_accuracy": float(last.get("validation_accuracy", 0.0)),
+        "train_seconds": outcome.seconds,
+        "parameters": float(count_parameters(model)),
+        "size_bytes": float(size),
+    }
+
+
+def train_causal_lm(
+    spec: Spec,
+    settings: Settings,
+    *,
+    base_dir: Path | None = None,
+    resume: bool = False,
+    register: bool = True,
+    observer: TrainObserver | None = None,
+    actor: str | None = None,
+    source: str = "api",
+) -> TrainResult:
+    """Train a `kind: gpt` spec, export and validate it, and (unless told not to) register it.
+
+    The arguments and result are those of `maas.pipeline.train`, which calls this for gpt specs.
+    """
+    started = time.perf_counter()
+    prep = prepare_text(spec, base_dir)
+    model = build_gpt(spec, prep.tokenizer.get_vocab_size())
+    run_dir = run_dir_for(settings, spec)
+    outcome = train_model(
+        model,
+        prep.splits,
+        spec.train,
+        seed=spec.seed,
+        checkpoint_dir=run_dir / "checkpoints",
+        spec_hash=spec.fingerprint(),
+        resume=resume,
+        observer=observer,
+    )
+    onnx_bytes, export_info = export_causal_lm(model, spec.export.opset)
+    gen = generation_config(model, prep.tokenizer)
+    report = validate_causal_lm(
+        onnx_bytes,
+        model,
+        (prep.splits.validation_x, prep.splits.validation_y),
+        (prep.splits.test_x, prep.splits.test_y),
+        eos_token_id=gen["eos_token_id"],
+        parity_atol=spec.validate_.parity_atol,
+        max_validation_perplexity=spec.validate_.max_validation_perplexity,
+    )
+    metrics = _metrics(report, outcome, model, len(onnx_bytes))
+    metrics["total_seconds"] = time.perf_counter() - started
+    extra = [TOKENIZER_FILE, GENERATION_CONFIG_FILE, "weights.safetensors", "spec.yaml"]
+    manifest = {
+        "name": spec.name,
+        "signature": read_onnx_signature(onnx_bytes).to_dict(),
+        "labels": [],
+        "metrics": metrics,
+        "lineage": _lineage(spec, prep, outcome, export_info.to_dict(), gen),
+        "files": [*extra, "history.json"],
+    }
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    export_dir = run_dir / "export"
+    _write_export(
+        export_dir,
+        {
+            "model.onnx": onnx_bytes,
+            TOKENIZER_FILE: prep.tokenizer.to_str().encode(),
+            GENERATION_CONFIG_FILE: json.dumps(gen, indent=1).encode(),
+            "weights.safetensors": save_safetensors(weights),
+            "spec.yaml": yaml.safe_dump(spec.to_dict(), sort_keys=False).encode(),
+            "history.json": json.dumps(outcome.history, indent=1).encode(),
+            "manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        },
+    )
+    version = None
+    if register:
+        with Registry.from_settings(settings, source=source) as registry:
+            version = registry.register_export(export_dir, actor=actor or getpass.getuser())
+    log.info(
+        "train.finished",
+        extra={"name": spec.name, "validation_perplexity": report.validation_perplexity},
+    )
+    return TrainResult(spec, run_dir, export_dir, metrics, outcome.history, version)
