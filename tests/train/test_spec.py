@@ -76,3 +76,49 @@ def test_fingerprint_changes_with_the_spec() -> None:
     b = parse_spec({"name": "x", "data": {"source": "iris"}, "seed": 1})
     assert a.fingerprint() == parse_spec({"name": "x", "data": {"source": "iris"}}).fingerprint()
     assert a.fingerprint() != b.fingerprint()
+
+
+GPT_OPTIONS = {"layers": 1, "heads": 2, "dim": 32, "context": 32}
+
+
+def test_tiny_gpt_example_is_a_valid_gpt_spec() -> None:
+    spec = load_spec(EXAMPLES / "tiny-gpt.yaml")
+    options = spec.model.gpt()
+    assert spec.model.kind == "gpt"
+    assert spec.data.source == "pydoc_data"
+    assert (options.layers, options.heads, options.dim, options.context) == (2, 4, 128, 64)
+    assert spec.validate_.max_validation_perplexity is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "source", "fragment"),
+    [
+        ({**GPT_OPTIONS, "heads": 3}, "pydoc_data", "dim 32 is not a multiple of heads 3"),
+        ({"layers": 1, "heads": 2, "dim": 32}, "pydoc_data", "model.options: kind gpt: context"),
+        ({**GPT_OPTIONS, "layer": 2}, "pydoc_data", "layer: unknown key"),
+        ({**GPT_OPTIONS, "layers": 0}, "pydoc_data", "layers: Input should be greater"),
+        ({**GPT_OPTIONS, "vocab_size": 100}, "pydoc_data", "vocab_size"),
+        (GPT_OPTIONS, "digits", 'kind gpt trains on text, but data.source "digits" is a table'),
+        (GPT_OPTIONS, "rows.csv", "is a table"),
+    ],
+)
+def test_bad_gpt_specs_name_the_key(
+    options: dict[str, object], source: str, fragment: str
+) -> None:
+    doc = {"name": "lm", "data": {"source": source}, "model": {"kind": "gpt", "options": options}}
+    with pytest.raises(SpecError, match="model") as info:
+        parse_spec(doc)
+    assert fragment in str(info.value)
+
+
+def test_a_text_corpus_needs_kind_gpt() -> None:
+    with pytest.raises(SpecError, match='"pydoc_data" is a text corpus: use kind gpt'):
+        parse_spec({"name": "lm", "data": {"source": "pydoc_data"}, "model": {"kind": "mlp"}})
+
+
+def test_gpt_options_are_validated_with_defaults() -> None:
+    spec = parse_spec(
+        {"name": "lm", "data": {"source": "corpus/"}, "model": {"kind": "gpt", "options": GPT_OPTIONS}}
+    )
+    options = spec.model.gpt()
+    assert (options.vocab_size, options.dropout) == (2048, 0.0)

@@ -74,7 +74,7 @@ def train(spec_file: Path, resume: bool, no_register: bool, as_json: bool, quiet
       name: digits-cnn
       seed: 0
       data:  {source: digits, split: {validation: 0.15, test: 0.15}}
-      model: {kind: cnn}                  # mlp | cnn | package.module:build_function
+      model: {kind: cnn}                  # mlp | cnn | gpt | package.module:build_function
       train: {optimizer: adam, lr: 0.001, epochs: 15, batch_size: 64,
               early_stopping: {patience: 3}}
 
@@ -124,8 +124,13 @@ def train(spec_file: Path, resume: bool, no_register: bool, as_json: bool, quiet
         echo_json(doc)
         return
     m = result.metrics
+    quality = (
+        f"validation perplexity {m['validation_perplexity']:.2f}"
+        if "validation_perplexity" in m
+        else f"test accuracy {m['test_accuracy']:.4f}"
+    )
     click.echo(
-        f"validated: test accuracy {m['test_accuracy']:.4f} (onnxruntime), parity max diff "
+        f"validated: {quality} (onnxruntime), parity max diff "
         f"{m['parity_max_abs_diff']:.2e}, {int(m['size_bytes'])} bytes"
     )
     if result.version:
