@@ -95,7 +95,11 @@ def generation_config(model: GPT, tokenizer: Tokenizer) -> dict[str, Any]:
 
 
 def _lineage(
-    spec: Spec, prep: PreparedText, outcome: TrainOutcome, export: dict[str, Any], gen: dict[str, Any]
+    spec: Spec,
+    prep: PreparedText,
+    outcome: TrainOutcome,
+    export: dict[str, Any],
+    gen: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "spec": spec.to_dict(),

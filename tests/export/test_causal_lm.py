@@ -108,7 +108,7 @@ def test_parity_fails_against_another_model(onnx_bytes: bytes) -> None:
     other = make_gpt()
     with torch.no_grad():
         other.blocks[0].attention.qkv.bias.add_(1e-3)  # a small change, reaching the cache too
-    with pytest.raises(ValidationFailed, match="parity check failed: .* at the prefill"):
+    with pytest.raises(ValidationFailed, match=r"parity check failed: .* at the prefill"):
         check_cached_parity(other, session, windows(2)[0][:, :14], atol=1e-4)
 
 

@@ -102,9 +102,7 @@ def test_tiny_gpt_example_is_a_valid_gpt_spec() -> None:
         (GPT_OPTIONS, "rows.csv", "is a table"),
     ],
 )
-def test_bad_gpt_specs_name_the_key(
-    options: dict[str, object], source: str, fragment: str
-) -> None:
+def test_bad_gpt_specs_name_the_key(options: dict[str, object], source: str, fragment: str) -> None:
     doc = {"name": "lm", "data": {"source": source}, "model": {"kind": "gpt", "options": options}}
     with pytest.raises(SpecError, match="model") as info:
         parse_spec(doc)
@@ -118,7 +116,11 @@ def test_a_text_corpus_needs_kind_gpt() -> None:
 
 def test_gpt_options_are_validated_with_defaults() -> None:
     spec = parse_spec(
-        {"name": "lm", "data": {"source": "corpus/"}, "model": {"kind": "gpt", "options": GPT_OPTIONS}}
+        {
+            "name": "lm",
+            "data": {"source": "corpus/"},
+            "model": {"kind": "gpt", "options": GPT_OPTIONS},
+        }
     )
     options = spec.model.gpt()
     assert (options.vocab_size, options.dropout) == (2048, 0.0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from text_corpus import write_corpus
 from tokenizers import Tokenizer
 
 from maas.errors import DataError
@@ -18,7 +19,6 @@ from maas.train.tokenizer import (
     train_tokenizer,
     windows,
 )
-from text_corpus import write_corpus
 
 
 def test_pydoc_data_is_a_bundled_corpus() -> None:
@@ -43,12 +43,12 @@ def test_folder_file_and_errors(tmp_path: Path) -> None:
         "third",
     )
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9")
-    with pytest.raises(DataError, match="bad.txt is not UTF-8"):
+    with pytest.raises(DataError, match=r"bad\.txt is not UTF-8"):
         load_text(DataSpec(source="bad.txt"), base_dir=tmp_path)
     with pytest.raises(DataError, match="not found"):
         load_text(DataSpec(source="missing/"), base_dir=tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no .txt, .md, .rst files"):
+    with pytest.raises(DataError, match=r"no \.txt, \.md, \.rst files"):
         load_text(DataSpec(source="empty"), base_dir=tmp_path)
 
 
@@ -66,8 +66,7 @@ def test_split_is_by_document_disjoint_and_seeded(tmp_path: Path) -> None:
 
 def test_tokenizer_learns_from_the_training_split_only() -> None:
     train = ["the zebra grazes; " * 40, "a zebra, another zebra. " * 40]
-    held_out = ["quokka quokka quokka " * 40]
-    tokenizer = train_tokenizer(train, vocab_size=320)
+    tokenizer = train_tokenizer(train, vocab_size=320)  # "quokka" is only in held-out text
     vocab = tokenizer.get_vocab()
     assert "Ġzebra" in vocab  # a frequent training word became one token ("Ġ" is the space)
     assert not any("quokka" in token for token in vocab)
@@ -78,7 +77,7 @@ def test_tokenizer_learns_from_the_training_split_only() -> None:
 def test_byte_level_tokenizer_round_trips_any_text_and_is_reproducible() -> None:
     docs = ["def f(x):\n    return x ** 2\n" * 20, "naïve café — 東京 🙂 " * 10]
     tokenizer = train_tokenizer(docs, vocab_size=300)
-    unseen = "ʕ•ᴥ•ʔ unseen ✓ text\twith tabs\n"
+    unseen = "\u0295\u2022\u1d25\u2022 unseen \u2713 text\twith tabs\n"
     assert tokenizer.decode(tokenizer.encode(unseen).ids) == unseen
     again = Tokenizer.from_str(tokenizer.to_str())
     assert again.encode(unseen).ids == tokenizer.encode(unseen).ids
@@ -104,6 +103,7 @@ def test_token_splits_cover_each_split(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(text.train, vocab_size=384)
     splits = token_splits(tokenizer, text, context=16)
     for x, y in ((splits.train_x, splits.train_y), (splits.validation_x, splits.validation_y)):
-        assert x.dtype == np.int64 and x.shape[1] == 16
+        assert x.dtype == np.int64
+        assert x.shape[1] == 16
         assert np.array_equal(x[:, 1:], y[:, :-1])
     assert len(splits.test_x) > 0

@@ -83,11 +83,11 @@ def export_causal_lm(model: GPT, opset: int = 18) -> tuple[bytes, ExportInfo]:
             torch.onnx.export(
                 CausalLMGraph(model),
                 _trace_inputs(model),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the stubs omit file objects
                 dynamo=False,
                 input_names=input_names(layers),
                 output_names=output_names(layers),
-                dynamic_axes=_dynamic_axes(layers),  # type: ignore[arg-type]  # str names allowed
+                dynamic_axes=_dynamic_axes(layers),
                 opset_version=opset,
                 do_constant_folding=True,
             )

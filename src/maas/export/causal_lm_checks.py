@@ -171,7 +171,9 @@ def check_greedy(
     return compared
 
 
-def perplexity_onnx(session: ort.InferenceSession, x: np.ndarray, y: np.ndarray, model: GPT) -> float:
+def perplexity_onnx(
+    session: ort.InferenceSession, x: np.ndarray, y: np.ndarray, model: GPT
+) -> float:
     """exp(mean next-token cross-entropy) of windows `x` -> `y`, computed through onnxruntime."""
     shape = cache_shape(model)
     total, count = 0.0, 0

@@ -116,11 +116,11 @@ def as_tensor(rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows, dtype=dtype))
 
 
-def target_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def target_loss(
+    logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy over every target: one per row, or one per position of a sequence."""
-    return nn.functional.cross_entropy(
-        logits.flatten(0, -2), target.flatten(), reduction=reduction
-    )
+    return nn.functional.cross_entropy(logits.flatten(0, -2), target.flatten(), reduction=reduction)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -80,9 +80,7 @@ def _folder_documents(folder: Path, source: str) -> list[str]:
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
     )
     if not files:
-        raise DataError(
-            f'text folder "{source}": no {", ".join(TEXT_SUFFIXES)} files in {folder}'
-        )
+        raise DataError(f'text folder "{source}": no {", ".join(TEXT_SUFFIXES)} files in {folder}')
     return [_read_text(path, source) for path in files]
 
 
