@@ -139,6 +139,42 @@ def _write_export(export_dir: Path, files: dict[str, bytes]) -> None:
     staging.rename(export_dir)
 
 
+def _export_files(
+    spec: Spec,
+    prep: PreparedText,
+    model: GPT,
+    onnx_bytes: bytes,
+    outcome: TrainOutcome,
+    metrics: dict[str, float],
+    lineage: dict[str, Any],
+) -> dict[str, bytes]:
+    """The export folder's files: the graph, the manifest and the files kept with the version."""
+    manifest = {
+        "name": spec.name,
+        "signature": read_onnx_signature(onnx_bytes).to_dict(),
+        "labels": [],
+        "metrics": metrics,
+        "lineage": lineage,
+        "files": [
+            TOKENIZER_FILE,
+            GENERATION_CONFIG_FILE,
+            "weights.safetensors",
+            "spec.yaml",
+            "history.json",
+        ],
+    }
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    return {
+        "model.onnx": onnx_bytes,
+        TOKENIZER_FILE: prep.tokenizer.to_str().encode(),
+        GENERATION_CONFIG_FILE: json.dumps(lineage["generation"], indent=1).encode(),
+        "weights.safetensors": save_safetensors(weights),
+        "spec.yaml": yaml.safe_dump(spec.to_dict(), sort_keys=False).encode(),
+        "history.json": json.dumps(outcome.history, indent=1).encode(),
+        "manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(),
+    }
+
+
 def _metrics(
     report: CausalLMReport, outcome: TrainOutcome, model: GPT, size: int
 ) -> dict[str, float]:
@@ -196,28 +232,10 @@ def train_causal_lm(
     )
     metrics = _metrics(report, outcome, model, len(onnx_bytes))
     metrics["total_seconds"] = time.perf_counter() - started
-    extra = [TOKENIZER_FILE, GENERATION_CONFIG_FILE, "weights.safetensors", "spec.yaml"]
-    manifest = {
-        "name": spec.name,
-        "signature": read_onnx_signature(onnx_bytes).to_dict(),
-        "labels": [],
-        "metrics": metrics,
-        "lineage": _lineage(spec, prep, outcome, export_info.to_dict(), gen),
-        "files": [*extra, "history.json"],
-    }
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    lineage = _lineage(spec, prep, outcome, export_info.to_dict(), gen)
     export_dir = run_dir / "export"
     _write_export(
-        export_dir,
-        {
-            "model.onnx": onnx_bytes,
-            TOKENIZER_FILE: prep.tokenizer.to_str().encode(),
-            GENERATION_CONFIG_FILE: json.dumps(gen, indent=1).encode(),
-            "weights.safetensors": save_safetensors(weights),
-            "spec.yaml": yaml.safe_dump(spec.to_dict(), sort_keys=False).encode(),
-            "history.json": json.dumps(outcome.history, indent=1).encode(),
-            "manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(),
-        },
+        export_dir, _export_files(spec, prep, model, onnx_bytes, outcome, metrics, lineage)
     )
     version = None
     if register:
