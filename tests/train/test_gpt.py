@@ -14,6 +14,8 @@ from maas.train.checkpoint import latest_epoch
 from maas.train.gpt import GPT
 from maas.train.loop import TrainOutcome, train_model
 from maas.train.spec import GptOptions, Spec, parse_spec
+from maas.train.text import split_text
+from maas.train.tokenizer import train_tokenizer
 
 OPTIONS = GptOptions(layers=2, heads=2, dim=32, context=16, vocab_size=300)
 
@@ -120,3 +122,14 @@ def test_tiny_gpt_learns_and_resumes_exactly(
     for key, value in straight_state.items():
         assert torch.equal(value, resumed_state[key]), key
     assert [h["validation_loss"] for h in resumed.history] == losses
+
+
+def test_the_tokenizer_is_learnt_from_the_training_documents_only(
+    spec: Spec, prepared: PreparedText
+) -> None:
+    text = split_text(prepared.corpus, spec.data.split, spec.seed)
+    vocab_size = spec.model.gpt().vocab_size
+    assert prepared.documents == {"train": 10, "validation": 2, "test": 2}
+    assert prepared.tokenizer.to_str() == train_tokenizer(text.train, vocab_size).to_str()
+    everything = train_tokenizer(prepared.corpus.documents, vocab_size)
+    assert prepared.tokenizer.to_str() != everything.to_str()
