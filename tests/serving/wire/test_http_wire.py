@@ -28,6 +28,7 @@ from wire_helpers import (
 
 GROWTH_MIB = 32  # an ordinary exchange stays far below this; the attacks send many times more
 SEGMENT_GAP_S = 0.2  # a pause between writes, so that they reach the server as separate reads
+EARLY_ANSWER_ROUNDS = 10  # whether a server closes after an early answer can vary by timing
 
 
 def outputs(reply_body: bytes) -> object:
@@ -219,18 +220,19 @@ async def test_an_early_answer_to_expect_100_continue_says_whether_it_closes(
     headers = {"Content-Length": str(size), "Expect": "100-continue"}
     headers |= wire_server.auth(key) if key is not None else {}
     with wire_server.memory_bound(GROWTH_MIB):
-        async with connect(wire_server) as (reader, writer):
-            writer.write(request("POST", INFER, headers=headers))
-            interim, refused = await read_final_response(reader)
-            if not reader.at_eof():
-                writer.write(b"x" * size + request("GET", READY))
-            after = await read_answers(reader, 1)
-    assert (interim, refused.status) == ([], status)
-    if after:
-        assert not refused.closes
-        assert after[0].status == 200
-    else:
-        assert refused.closes, f"closed after {refused} without saying so"
+        for _ in range(EARLY_ANSWER_ROUNDS):
+            async with connect(wire_server) as (reader, writer):
+                writer.write(request("POST", INFER, headers=headers))
+                interim, refused = await read_final_response(reader)
+                if not reader.at_eof():
+                    writer.write(b"x" * size + request("GET", READY))
+                after = await read_answers(reader, 1)
+            assert (interim, refused.status) == ([], status)
+            if after:
+                assert not refused.closes
+                assert after[0].status == 200
+            else:
+                assert refused.closes, f"closed after {refused} without saying so"
 
 
 async def test_an_early_413_with_the_body_already_sent_is_answered(
@@ -300,7 +302,7 @@ async def test_an_upgrade_request_body_is_never_read_as_a_request(
             await writer.drain()
             await asyncio.sleep(SEGMENT_GAP_S)
             writer.write(smuggled + request("GET", READY))
-            replies = await read_answers(reader, 3)
+            replies = await read_answers(reader, 2)  # a smuggled answer would be the second
         await assert_serves(wire_server)
     statuses = [reply.status for reply in replies]
     assert b'"name":"iris"' not in b"".join(reply.body for reply in replies)  # not smuggled
