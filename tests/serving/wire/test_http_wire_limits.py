@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import statistics
 import threading
@@ -30,6 +31,7 @@ from wire_helpers import (
 GROWTH_MIB = 32  # the bound on the server's peak growth; every attack offers it far more
 FLOOD_MIB = 256  # answers a never-reading client asks for
 HEADER_FLOOD_MIB = 64  # one header line's bytes, unless the server refuses it first
+REFUSED_WITHIN_MIB = 16  # a head limit (granian's is 408 KiB) plus what the sockets buffer
 SEND_BLOCK_S = 2.0  # a send blocked this long: the server stopped reading
 PROBES = 15  # round trips of another client measured during an attack
 PROBE_GAP_S = 0.05
@@ -131,13 +133,17 @@ def flood_headers(
 
 
 async def probe_round_trips(server: LiveServer) -> list[float]:
-    """Round trips of `GET /v2/health/ready` on one keep-alive connection."""
-    times = []
+    """Round trips of `GET /v2/health/ready` on one keep-alive connection (infinite for the
+    probes left when one is not answered within `LIMIT_S`)."""
+    times: list[float] = []
     async with connect(server) as (reader, writer):
-        for _ in range(PROBES):
+        while len(times) < PROBES:
             began = time.perf_counter()
             writer.write(request("GET", READY))
-            reply = await read_response(reader)
+            try:
+                reply = await read_response(reader)
+            except TimeoutError:
+                return times + [math.inf] * (PROBES - len(times))
             times.append(time.perf_counter() - began)
             assert reply.status == 200
             await asyncio.sleep(PROBE_GAP_S)
@@ -148,9 +154,9 @@ async def probe_round_trips(server: LiveServer) -> list[float]:
 async def test_an_endless_header_line_is_refused_while_others_are_served(
     wire_server: LiveServer,
 ) -> None:
-    """A header line that never ends is refused once the head passes the server's limit (431,
-    or a reset), not when the line ends; meanwhile another client's median round trip stays
-    under ROUND_TRIP_BOUND_S."""
+    """A header line that never ends is refused with 431 once the head passes the server's
+    limit, not when the line ends; meanwhile another client's median round trip stays under
+    ROUND_TRIP_BOUND_S."""
     started, stop = threading.Event(), threading.Event()
     await assert_serves(wire_server)  # a warm server, so the probes measure only the attack
     with wire_server.memory_bound(GROWTH_MIB):
@@ -164,26 +170,28 @@ async def test_an_endless_header_line_is_refused_while_others_are_served(
     assert floods
     for flood in floods:
         assert flood.is_refused, f"{flood.sent_bytes} bytes of one header line were read"
-        assert flood.answer == b"" or flood.answer.startswith(b"HTTP/1.1 431 "), flood.answer
+        assert flood.sent_bytes < REFUSED_WITHIN_MIB * MIB
+        assert flood.answer.startswith(b"HTTP/1.1 431 "), flood.answer[:200]
     assert statistics.median(round_trips) < ROUND_TRIP_BOUND_S, round_trips
     await assert_serves(wire_server)
 
 
 @pytest.mark.parametrize(
-    "head",
+    ("head", "statuses"),
     [
-        pytest.param(request("GET", READY, headers={"X-Big": "a" * MIB}), id="header"),
-        pytest.param(request("GET", "/" + "a" * MIB), id="url"),
+        pytest.param(request("GET", READY, headers={"X-Big": "a" * MIB}), (b"431",), id="header"),
+        pytest.param(request("GET", "/" + "a" * MIB), (b"414", b"431"), id="url"),
     ],
 )
-async def test_a_request_head_over_1_mib_is_refused(wire_server: LiveServer, head: bytes) -> None:
+async def test_a_request_head_over_1_mib_is_refused(
+    wire_server: LiveServer, head: bytes, statuses: tuple[bytes, ...]
+) -> None:
     with wire_server.memory_bound(GROWTH_MIB):
         sock = await asyncio.to_thread(raw_socket, wire_server)
         try:
-            sent = await asyncio.to_thread(send_until_blocked, sock, head)
+            await asyncio.to_thread(send_until_blocked, sock, head)
             answer = await asyncio.to_thread(read_what_is_left, sock)
         finally:
             sock.close()
         await assert_serves(wire_server)
-    assert sent > 0
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert answer[9:12] in statuses, answer[:200]
