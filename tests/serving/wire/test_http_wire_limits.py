@@ -142,8 +142,8 @@ async def probe_round_trips(server: LiveServer) -> list[float]:
             writer.write(request("GET", READY))
             try:
                 reply = await read_response(reader)
-            except TimeoutError:
-                return times + [math.inf] * (PROBES - len(times))
+            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                return times + [math.inf] * (PROBES - len(times))  # dropped or left waiting
             times.append(time.perf_counter() - began)
             assert reply.status == 200
             await asyncio.sleep(PROBE_GAP_S)

@@ -156,7 +156,7 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
 
 async def read_final_response(reader: asyncio.StreamReader) -> tuple[list[int], Response]:
     """The interim statuses (1xx) that came first, and the final answer."""
-    interim = []
+    interim: list[int] = []
     while True:
         reply = await read_response(reader)
         if reply.status >= 200:
@@ -165,7 +165,7 @@ async def read_final_response(reader: asyncio.StreamReader) -> tuple[list[int], 
 
 
 async def read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
         if size == 0:
