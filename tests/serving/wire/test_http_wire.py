@@ -202,6 +202,7 @@ async def test_an_http_1_0_client_gets_no_100_continue(wire_server: LiveServer) 
     assert (reply.status, outputs(reply.body)) == (200, expected)
 
 
+@pytest.mark.parametrize("expect", [True, False], ids=["expect-100", "no-expect"])
 @pytest.mark.parametrize(
     ("key", "size", "status"),
     [
@@ -210,14 +211,14 @@ async def test_an_http_1_0_client_gets_no_100_continue(wire_server: LiveServer) 
         pytest.param("admin", 2 * MAX_REQUEST_BYTES, 413, id="over-the-limit-413"),
     ],
 )
-async def test_an_early_answer_to_expect_100_continue_says_whether_it_closes(
-    wire_server: LiveServer, key: str | None, size: int, status: int
+async def test_an_early_answer_says_whether_the_connection_closes(
+    wire_server: LiveServer, key: str | None, size: int, status: int, expect: bool
 ) -> None:
-    """Refused before the body was asked for: no 100, and if the server then closes the
-    connection, the answer said so (`Connection: close`), so the client does not send the body
-    into a closed connection; if it stays open, the body is read and dropped, and the next
-    request is answered."""
-    headers = {"Content-Length": str(size), "Expect": "100-continue"}
+    """Refused before any of the body was sent (and, with `Expect: 100-continue`, before it
+    was asked for: no 100). If the server then closes the connection, the answer said so
+    (`Connection: close`), so the client does not send the body into a closed connection; if
+    it stays open, the body is read and dropped, and the next request is answered."""
+    headers = {"Content-Length": str(size)} | ({"Expect": "100-continue"} if expect else {})
     headers |= wire_server.auth(key) if key is not None else {}
     with wire_server.memory_bound(GROWTH_MIB):
         for _ in range(EARLY_ANSWER_ROUNDS):
