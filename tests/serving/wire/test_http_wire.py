@@ -26,6 +26,8 @@ from wire_helpers import (
     request,
 )
 
+pytestmark = pytest.mark.timeout(60)  # every wait inside is bounded too (LIMIT_S)
+
 GROWTH_MIB = 32  # an ordinary exchange stays far below this; the attacks send many times more
 SEGMENT_GAP_S = 0.2  # a pause between writes, so that they reach the server as separate reads
 EARLY_ANSWER_ROUNDS = 10  # whether a server closes after an early answer can vary by timing

@@ -14,6 +14,8 @@ import pytest
 from certificates import CertificateSet
 from wire_helpers import INFER, LIMIT_S, METADATA, ROWS, LiveServer, infer_body
 
+pytestmark = pytest.mark.timeout(60)  # every wait inside is bounded too (LIMIT_S)
+
 GROWTH_MIB = 32
 STREAMS = 16  # concurrent requests on one HTTP/2 connection
 

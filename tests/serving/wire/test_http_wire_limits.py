@@ -28,10 +28,12 @@ from wire_helpers import (
     wait_until_idle,
 )
 
+pytestmark = pytest.mark.timeout(60)  # every wait inside is bounded too (LIMIT_S)
+
 GROWTH_MIB = 32  # the bound on the server's peak growth; every attack offers it far more
 FLOOD_MIB = 256  # answers a never-reading client asks for
 HEADER_FLOOD_MIB = 64  # one header line's bytes, unless the server refuses it first
-REFUSED_WITHIN_MIB = 16  # a head limit (granian's is 408 KiB) plus what the sockets buffer
+REFUSED_WITHIN_MIB = 16  # a head limit (hundreds of KiB) plus what the sockets buffer
 SEND_BLOCK_S = 2.0  # a send blocked this long: the server stopped reading
 PROBES = 15  # round trips of another client measured during an attack
 PROBE_GAP_S = 0.05
