@@ -132,6 +132,11 @@ async def test_http_1_0_without_keep_alive_closes_after_the_answer(
     assert rest == b""
 
 
+@pytest.mark.xfail(
+    reason="granian 2.8 runs hyper with HTTP/1 half-close off and offers no setting for it: a "
+    "client that shuts down its sending side loses its answer (strict: passes once it is fixed)",
+    strict=True,
+)
 async def test_a_half_closed_client_still_gets_its_answer(wire_server: LiveServer) -> None:
     expected = await reference_outputs(wire_server)
     with wire_server.memory_bound(GROWTH_MIB):
