@@ -28,8 +28,11 @@ def open_registry() -> Iterator[Registry]:
     """The registry MAAS_HOME (or MAAS_REGISTRY_URL) points at, closed afterwards."""
     from maas.config import load_settings
     from maas.registry import Registry
+    from maas.security.signing import required_verifier
 
-    registry = Registry.from_settings(load_settings(), source="cli")
+    settings = load_settings()
+    verifier = required_verifier(settings.security)
+    registry = Registry.from_settings(settings, source="cli", signature_verifier=verifier)
     try:
         yield registry
     finally:

@@ -83,13 +83,30 @@ class Registry:
             raise Unavailable(f"cannot open the registry database: {err.orig}") from err
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, source: str = "api") -> Registry:
-        """The registry that `settings` point at (`registry_url`, `artifacts_dir`, `security`)."""
-        verifier: SignatureVerifier | None = None
-        if settings.security.require_signatures:
-            from maas.security.signing import verifier_from_settings
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        source: str = "api",
+        signature_verifier: SignatureVerifier | None = None,
+    ) -> Registry:
+        """The registry that `settings` point at (`registry_url`, `artifacts_dir`, `security`).
 
-            verifier = verifier_from_settings(settings.security)
+        Args:
+            settings: where the registry is, and its encryption key.
+            source: recorded in the audit trail as where changes come from.
+            signature_verifier: the check `security.require_signatures` asks for; build it with
+                `maas.security.signing.required_verifier(settings.security)`.
+
+        Raises:
+            InvalidInput: signatures are required but no verifier was given.
+        """
+        verifier = signature_verifier
+        if settings.security.require_signatures and verifier is None:
+            raise InvalidInput(
+                "signatures are required (MAAS_SECURITY_REQUIRE_SIGNATURES) but no signature "
+                "verifier was given; pass maas.security.signing.required_verifier(...)"
+            )
         return cls(
             settings.registry_url,
             settings.artifacts_dir,

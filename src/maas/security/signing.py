@@ -173,3 +173,13 @@ def verifier_from_settings(security: SecuritySettings) -> SignatureCheck:
             "MAAS_SECURITY_REQUIRE_SIGNATURES needs MAAS_SECURITY_SIGNING_PUBLIC_KEY (a PEM file)"
         )
     return SignatureCheck(security.signing_public_key)
+
+
+def required_verifier(security: SecuritySettings) -> SignatureCheck | None:
+    """The signature check to hand to the registry: `verifier_from_settings` when the settings
+    require signatures, else None.
+
+    Raises:
+        InvalidInput: signatures are required but no public key is configured.
+    """
+    return verifier_from_settings(security) if security.require_signatures else None
