@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from maas.actors import Actor
 from maas.cli import echo_json
 from maas.errors import InvalidInput
 
@@ -39,12 +40,13 @@ def open_registry() -> Iterator[Registry]:
         registry.close()
 
 
-def current_actor() -> str | None:
-    """The local user name, recorded in the audit trail."""
+def current_actor() -> Actor:
+    """The local user running the CLI, as the audit trail records it (kind `os_user`)."""
     try:
-        return getpass.getuser()
+        name: str | None = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (e.g. in a bare container)
-        return None
+        name = None
+    return Actor(name, "os_user")
 
 
 def _print_version(mv: ModelVersion, route: Route | None = None) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from maas.actors import AnyActor
 from maas.errors import IntegrityError, InvalidInput
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def sign_version(
     private_key: Path,
     *,
     password: str | None = None,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> SignedVersion:
     """Sign `mv` with an elliptic-curve private key and store the bundle in the registry.
 

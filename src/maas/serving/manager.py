@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from maas.actors import Actor
 from maas.errors import MaasError, ModelNotFound, Unavailable
 from maas.serving.loading import VersionLoader
 from maas.serving.plan import ModelPlan, ServedModels, read_plan
 from maas.serving.repository import LoadedVersion, ModelRepository, RoutingTable, select_versions
 from maas.serving.tables import TableInputs, VersionKey, build_table
-from maas.serving.trips import SERVER_ACTOR, GuardTrips
+from maas.serving.trips import SERVER, GuardTrips
 
 if TYPE_CHECKING:
     from maas.registry.routes import Route, RouteGuard
@@ -191,7 +192,7 @@ class ModelManager:
 
     # -- management ------------------------------------------------------------------------
 
-    async def load_model(self, name: str, actor: str | None = None) -> None:
+    async def load_model(self, name: str, actor: Actor | None = None) -> None:
         """Serve `name` (again) and try its failed versions now; audited as `repository_load`.
 
         Raises:
@@ -217,7 +218,7 @@ class ModelManager:
         finally:
             await self._audit("repository_load", name, outcome, actor)
 
-    async def unload_model(self, name: str, actor: str | None = None) -> None:
+    async def unload_model(self, name: str, actor: Actor | None = None) -> None:
         """Stop serving `name` (its versions drain first); audited as `repository_unload`.
 
         Raises:
@@ -232,12 +233,12 @@ class ModelManager:
         await self.refresh()
         await self._audit("repository_unload", name, "ok", actor)
 
-    async def set_alias(self, name: str, alias: str, version: int, actor: str | None) -> None:
+    async def set_alias(self, name: str, alias: str, version: int, actor: Actor | None) -> None:
         """Point an alias at a version in the registry (audited there), then follow it."""
         await asyncio.to_thread(self._registry.set_alias, name, alias, version, actor)
         await self.refresh()
 
-    async def rollback(self, name: str, alias: str, actor: str | None) -> tuple[int, int]:
+    async def rollback(self, name: str, alias: str, actor: Actor | None) -> tuple[int, int]:
         """Move `alias` back to its previous version (see `registry.routes.rollback_alias`)."""
         from maas.registry.routes import rollback_alias
 
@@ -251,7 +252,7 @@ class ModelManager:
         split: Sequence[tuple[str, int]],
         guard: RouteGuard | None,
         shadow: str | None,
-        actor: str | None,
+        actor: Actor | None,
     ) -> Route:
         """Write a model's route to the registry (audited there), then follow it."""
         from maas.registry.routes import set_route
@@ -262,7 +263,7 @@ class ModelManager:
         await self.refresh()
         return route
 
-    async def clear_route(self, name: str, actor: str | None) -> bool:
+    async def clear_route(self, name: str, actor: Actor | None) -> bool:
         """Remove a model's route (audited), then follow."""
         from maas.registry.routes import clear_route
 
@@ -295,10 +296,10 @@ class ModelManager:
     # -- helpers ---------------------------------------------------------------------------
 
     async def _audit(
-        self, action: str, target: str, outcome: str, actor: str | None = None
+        self, action: str, target: str, outcome: str, actor: Actor | None = None
     ) -> None:
         work = asyncio.to_thread(
-            self._registry.record_audit, actor or SERVER_ACTOR, action, target, outcome
+            self._registry.record_audit, actor or SERVER, action, target, outcome
         )
         await self._quietly(work, "manager.audit_failed")
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maas.actors import Actor
 from maas.metrics.rollout import RolloutMetrics
 from maas.serving.plan import ModelPlan
 from maas.serving.repository import Trip
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVER_ACTOR = "server"  # who the audit trail names for what a server does on its own
+# Who the audit trail names for what a server does on its own.
+SERVER = Actor("server", "server")
 
 TripKey = tuple[str, str]  # (model, route target)
 
@@ -81,7 +83,7 @@ class GuardTrips:
 
         try:
             await asyncio.to_thread(
-                trip_target, self._registry, trip.model, trip.target, trip.reason, SERVER_ACTOR
+                trip_target, self._registry, trip.model, trip.target, trip.reason, SERVER
             )
         except Exception as err:  # a background write failing must not stop serving
             log.error("route.trip_write_failed", exc_info=err)
