@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
 from maas.errors import ErrorCode, MaasError, PayloadTooLarge
@@ -77,6 +77,7 @@ class RestApp:
         }
         self._routes.update(mounted_routes(data_plane))  # management and compatible APIs
         self._paths = {path for _, path in self._routes}
+        self.route_shape = RouteShapes(self._paths)
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
 
@@ -118,7 +119,7 @@ class RestApp:
     ) -> Reply:
         method = scope["method"]
         route = scope.get(ROUTE_SCOPE_KEY)
-        shape, model, version = route if route is not None else route_shape(scope["path"])
+        shape, model, version = route if route is not None else self.route_shape(scope["path"])
         handler = self._routes.get((method, shape))
         if handler is None:
             if shape in self._paths:
@@ -173,24 +174,42 @@ class RestApp:
         return f"{self._id_prefix}-{next(self._ids)}"
 
 
+Shape = tuple[str, str | None, str | None]  # path shape, model, version
 ROUTE_CACHE_SIZE = 4096  # distinct paths remembered; clients repeat a handful
-_route_cache: dict[str, tuple[str, str | None, str | None]] = {}
+# The longest real path (two names of at most 128 characters and the fixed parts) fits; longer
+# ones are worked out each time, so the cache holds at most about 4 MiB whatever clients send.
+MAX_CACHED_PATH_CHARS = 320
 
 
-def route_shape(path: str) -> tuple[str, str | None, str | None]:
-    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3).
+class RouteShapes:
+    """Path -> (shape, model, version) of one app, remembered for the paths of its routes.
 
-    Remembered per path: every request asks, and a client sends the same few paths.
+    Every request asks (the guard before authentication), so only what a client cannot grow is
+    kept: ASCII paths of at most `MAX_CACHED_PATH_CHARS` characters whose shape is a route of the
+    app, at most `ROUTE_CACHE_SIZE` of them (a scan of many distinct paths starts over).
+
+    Args:
+        shapes: the path shapes the app answers.
     """
-    found = _route_cache.get(path)
-    if found is None:
-        if len(_route_cache) >= ROUTE_CACHE_SIZE:
-            _route_cache.clear()  # many distinct paths (a scan): start over, stay bounded
-        found = _route_cache[path] = _route_shape(path)
-    return found
+
+    def __init__(self, shapes: Collection[str]) -> None:
+        self._shapes = frozenset(shapes)
+        self._cache: dict[str, Shape] = {}
+
+    def __call__(self, path: str) -> Shape:
+        found = self._cache.get(path)
+        if found is not None:
+            return found
+        found = route_shape(path)
+        if len(path) <= MAX_CACHED_PATH_CHARS and path.isascii() and found[0] in self._shapes:
+            if len(self._cache) >= ROUTE_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[path] = found
+        return found
 
 
-def _route_shape(path: str) -> tuple[str, str | None, str | None]:
+def route_shape(path: str) -> Shape:
+    """`/v2/models/digits/versions/3/infer` -> (`/v2/models/{m}/versions/{v}/infer`, digits, 3)."""
     mounted = match_mounted(path)
     if mounted is not None:
         return mounted

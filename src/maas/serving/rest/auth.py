@@ -27,7 +27,7 @@ from maas.security.guard import Guard
 from maas.security.ratelimit import RateLimit
 from maas.serving.dataplane import DataPlane
 from maas.serving.protection import Protection
-from maas.serving.rest.app import HEADERS_SCOPE_KEY, ROUTE_SCOPE_KEY, RestApp, route_shape
+from maas.serving.rest.app import HEADERS_SCOPE_KEY, ROUTE_SCOPE_KEY, RestApp, Shape, route_shape
 from maas.serving.rest.compat_sagemaker import TARGET_MODEL_HEADER
 from maas.serving.rest.deadline import DEADLINE_SCOPE_KEY, RequestDeadline
 from maas.serving.rest.handlers import HTTP_STATUS, PRINCIPAL_SCOPE_KEY, check_declared_length
@@ -94,6 +94,7 @@ class GuardedApp:
         served_models: the names being served (SageMaker's `/invocations` names no model: with
             one model served, it is that one).
         timeout_s: a request that is not answered within this (body read included) gets 504.
+        shape_of: path -> (shape, model, version); the app's own bounded cache of it, if any.
     """
 
     def __init__(
@@ -103,8 +104,11 @@ class GuardedApp:
         routes: Collection[tuple[str, str]],
         served_models: ServedModels,
         timeout_s: float,
+        *,
+        shape_of: Callable[[str], Shape] = route_shape,
     ) -> None:
         self._app = app
+        self._shape_of = shape_of
         self._protection = protection
         self._routes = frozenset(routes)
         self._served_models = served_models
@@ -118,7 +122,7 @@ class GuardedApp:
             return
         headers = dict(scope["headers"])
         method = scope["method"]
-        route = route_shape(scope["path"])
+        route = self._shape_of(scope["path"])
         # The app reads these back instead of computing them again.
         scope[HEADERS_SCOPE_KEY] = headers
         scope[ROUTE_SCOPE_KEY] = route
@@ -257,4 +261,5 @@ def guarded_app(app: RestApp, data_plane: DataPlane, protection: Protection) -> 
         app.routes,
         lambda: data_plane.repository.model_names(),
         data_plane.config.request_timeout_s,
+        shape_of=app.route_shape,
     )
