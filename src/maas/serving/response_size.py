@@ -51,14 +51,15 @@ PROTO_ELEMENT_BYTES: dict[str, int] = {
     "INT16": 10,
     "INT32": 10,
     "INT64": 10,
-    "UINT8": 5,
-    "UINT16": 5,
+    "UINT8": 2,
+    "UINT16": 3,
     "UINT32": 5,
     "UINT64": 10,
     "FP16": 2,  # travels raw
     "FP32": 4,
     "FP64": 8,
 }
+RESPONSE_OVERHEAD_BYTES = 256  # the keys, names and parameters around the outputs
 TENSOR_OVERHEAD_BYTES = 96  # the keys, datatype and punctuation around one output
 DIMENSION_BYTES = 21  # one shape entry, comma included
 SCORE_TEXT_BYTES = 12  # `f"{score:g}"` of a float: at most `-1.17549e-38`
@@ -108,9 +109,6 @@ def check_encoded(
 ) -> None:
     """Refuse a response whose encoding could be over `limit`, before encoding it.
 
-    The bound covers the v2 answer; the row format of the compatible APIs repeats output names
-    once per row as well (at most `max_batch_size` rows).
-
     Args:
         response: the answer to encode.
         limit: the server's `max_response_bytes`.
@@ -119,13 +117,23 @@ def check_encoded(
     Raises:
         ResponseTooLarge: the encoded answer could be over `limit`.
     """
-    total = 0
+    total = response_bytes(response, encoding)
+    if total > limit:
+        hint = "ask for fewer outputs, or for binary outputs where the API has them"
+        raise ResponseTooLarge(_too_large(total, limit, hint))
+
+
+def response_bytes(
+    response: InferResponse, encoding: Encoding | Callable[[InferTensor], Encoding]
+) -> int:
+    """An upper bound of the encoded size of a v2 answer. (The row format of the compatible
+    APIs repeats output names once per row as well: at most `max_batch_size` times.)"""
+    echoed = (response.id or "").encode()  # the client's id, escaped at worst
+    total = RESPONSE_OVERHEAD_BYTES + (1 + JSON_ESCAPE_BYTES) * len(echoed)
     for tensor in response.outputs:
         how = encoding if isinstance(encoding, Encoding) else encoding(tensor)
         total += encoded_bytes(tensor, how)
-        if total > limit:
-            hint = "ask for fewer outputs, or for binary outputs where the API has them"
-            raise ResponseTooLarge(_too_large(total, limit, hint))
+    return total
 
 
 def encoded_bytes(tensor: InferTensor, encoding: Encoding) -> int:
