@@ -389,3 +389,31 @@ async def test_grpc_answers_over_the_limit_are_refused(
     assert "max_response_bytes" in errors["wide-16"]
     assert errors["wide-1"] == ""
     assert_rss_bounded(server, before_kib)
+
+
+@pytest.mark.slow
+async def test_a_stream_that_is_not_read_does_not_pile_up_answers(
+    server: LiveServer, stub: pb_grpc.GRPCInferenceServiceStub
+) -> None:
+    """300 requests for 256 KiB answers each, and the client reads none of them for a while:
+    the server stops reading the stream instead of holding 75 MB of answers."""
+    metadata = (("authorization", f"Bearer {server.token}"),)
+    await stub.ModelInfer(grpc_request("wide", 1, raw=True), metadata=metadata)
+    before_kib = server.rss_kib()
+    call = stub.ModelStreamInfer(metadata=metadata)
+
+    async def send() -> None:
+        for _ in range(300):
+            await call.write(grpc_request("wide", 1, raw=True))
+        await call.done_writing()
+
+    writer = asyncio.create_task(send())
+    for _ in range(25):  # five seconds without reading: plenty for the server to pile up
+        await asyncio.sleep(0.2)
+        assert_rss_bounded(server, before_kib)
+    answers = 0
+    while (answer := await call.read()) is not grpc.aio.EOF:
+        assert answer.error_message == ""
+        answers += 1
+    await writer
+    assert answers == 300
