@@ -41,6 +41,9 @@ class ServeSettings(BaseSettings):
     grpc_port: int = Field(default=8001, ge=0, le=65535)
     config: Path | None = Field(default=None, description="serve file (YAML): models, policies")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="larger answers are refused (413)"
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_queue_delay_us: int = Field(default=200, ge=0, le=1_000_000)
@@ -157,6 +160,7 @@ class ServeFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_request_bytes: int | None = Field(default=None, ge=1024)
+    max_response_bytes: int | None = Field(default=None, ge=1024)
     request_timeout_s: float | None = Field(default=None, gt=0)
     defaults: ModelServeConfig = Field(default_factory=ModelServeConfig)
     models: dict[str, ModelServeConfig] = Field(default_factory=dict)

@@ -28,6 +28,7 @@ from maas.protocol.types import (
 )
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
+from maas.serving.response_size import check_payload
 from maas.serving.shadow import ShadowTraffic
 from maas.serving.validation import check_inputs, check_outputs
 from maas.signature import Signature
@@ -214,6 +215,7 @@ class DataPlane:
             ModelNotFound: unknown model or version.
             InvalidInput: the request does not fit the model (nothing was queued).
             Unavailable: the version's queue is full.
+            ResponseTooLarge: the outputs are over `max_response_bytes` (nothing is built).
             MaasError: the model failed or the deadline passed.
         """
         start_ns = time.perf_counter_ns()
@@ -256,6 +258,11 @@ class DataPlane:
             shadow = self.repository.shadow_for(loaded.name)
             if shadow is not None and shadow is not loaded:
                 self.shadow.submit(shadow, arrays, rows, results)
+        check_payload(
+            ((output, results[output.name]) for output in requested),
+            loaded.model.labels,
+            self.config.max_response_bytes,
+        )
         outputs = tuple(
             build_output(output, results[output.name], loaded.model.labels) for output in requested
         )

@@ -54,6 +54,8 @@ class ServingConfig:
         policies: model name -> its policy.
         models: `NAME[@REF]` to serve when the caller names none (from a serve file).
         max_request_bytes: larger request bodies are refused (413) before decoding.
+        max_response_bytes: answers estimated larger than this are refused (413 /
+            RESOURCE_EXHAUSTED) before they are built.
         request_timeout_s: deadline of a request that does not bring its own.
         version_policies: model name -> which versions stay loaded (default: the newest).
         poll_interval_s: how often a server asks the registry what changed (0: never).
@@ -74,6 +76,7 @@ class ServingConfig:
     grace_period_s: float = 30.0
     fixed_fields: frozenset[str] = frozenset()
     model_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def pinned_fields(self, model: str) -> frozenset[str]:
         """The batching fields of `model` that a tuned configuration must leave alone."""
@@ -95,11 +98,13 @@ class ServingConfig:
         base = {name: getattr(serve, name) for name in _POLICY_FIELDS}
         base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
         max_request_bytes = serve.max_request_bytes
+        max_response_bytes = serve.max_response_bytes
         request_timeout_s = serve.request_timeout_s
         if serve.config is None:
             return cls(
                 default_policy=BatchPolicy(**base),
                 max_request_bytes=max_request_bytes,
+                max_response_bytes=max_response_bytes,
                 request_timeout_s=request_timeout_s,
                 poll_interval_s=serve.poll_interval_s,
                 grace_period_s=serve.grace_period_s,
@@ -108,6 +113,8 @@ class ServingConfig:
         doc = load_serve_file(serve.config)
         if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
             max_request_bytes = doc.max_request_bytes
+        if doc.max_response_bytes is not None and "max_response_bytes" not in explicit:
+            max_response_bytes = doc.max_response_bytes
         if doc.request_timeout_s is not None and "request_timeout_s" not in explicit:
             request_timeout_s = doc.request_timeout_s
         default = _apply(BatchPolicy(**base), doc.defaults, keep=explicit)
@@ -130,6 +137,7 @@ class ServingConfig:
             poll_interval_s=serve.poll_interval_s,
             grace_period_s=serve.grace_period_s,
             fixed_fields=fixed,
+            max_response_bytes=max_response_bytes,
             model_fields={
                 name: frozenset(f for f in _POLICY_FIELDS if getattr(entry, f) is not None)
                 for name, entry in doc.models.items()

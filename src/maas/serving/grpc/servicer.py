@@ -15,7 +15,7 @@ from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.serving.context import RequestContext
-from maas.serving.grpc.codec import decode_infer_request, encode_infer_response
+from maas.serving.grpc.codec import answers_raw, decode_infer_request, encode_infer_response
 from maas.serving.grpc.documents import (
     encode_model_config,
     encode_model_metadata,
@@ -25,6 +25,7 @@ from maas.serving.grpc.documents import (
 )
 from maas.serving.grpc.status import grpc_status
 from maas.serving.grpc.stream import answer_stream
+from maas.serving.response_size import Encoding, check_encoded
 
 if TYPE_CHECKING:
     from maas.serving.dataplane import DataPlane
@@ -169,7 +170,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         infer_request = decode_infer_request(request)
         call = RequestContext.starting_now(request_id, "grpc", timeout_s)
         response = await self._data_plane.infer(infer_request, call)
-        return encode_infer_response(response, raw=len(request.raw_input_contents) > 0)
+        raw = len(request.raw_input_contents) > 0
+        encoding = Encoding.RAW if answers_raw(response, raw=raw) else Encoding.PROTO
+        check_encoded(response, self._data_plane.config.max_response_bytes, encoding)
+        return encode_infer_response(response, raw=raw)
 
 
 async def abort(context: Context, err: Exception) -> NoReturn:

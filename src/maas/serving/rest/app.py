@@ -40,7 +40,7 @@ REQUEST_TIMEOUT_STATUS = 408  # the client did not send its body in time: its mi
 # a client that stops sending (it waits for the answer first) is answered with `Connection: close`.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 2.0
-DRAIN_IDLE_S = 0.1  # no body bytes for this long: the client is waiting, answer it
+DRAIN_IDLE_S = 0.2  # no body bytes for this long: the client is waiting, answer it
 CLOSE = ("connection", "close")
 
 

@@ -10,8 +10,9 @@ import orjson
 
 from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound, PayloadTooLarge
 from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, wants_binary
-from maas.protocol.types import InferResponse, ModelMetadata
+from maas.protocol.types import InferResponse, InferTensor, ModelMetadata
 from maas.serving.dataplane import DataPlane
+from maas.serving.response_size import Encoding, check_encoded
 
 if TYPE_CHECKING:
     from maas.security.acl import Principal
@@ -145,7 +146,9 @@ async def answer_inference(
         data_plane.count_rejected(model, request.version, "rest", err.code)
         raise
     response = await run(infer_request, request.context)
-    encoded = encode_response(response, wants_binary(infer_request))
+    binary = wants_binary(infer_request)
+    check_encoded(response, data_plane.config.max_response_bytes, rest_encoding(binary))
+    encoded = encode_response(response, binary)
     answered = ((MODEL_VERSION_HEADER, response.model_version),)
     if encoded.header_length is None:
         return Reply(200, encoded.body, headers=answered)
@@ -155,6 +158,16 @@ async def answer_inference(
         "application/octet-stream",
         ((_HEADER_LENGTH_KEY, str(encoded.header_length)), *answered),
     )
+
+
+def rest_encoding(binary: dict[str, bool]) -> Callable[[InferTensor], Encoding]:
+    """How each output of a v2 REST answer travels, from `wants_binary`'s choices."""
+    every = binary.get("*", False)
+
+    def encoding(tensor: InferTensor) -> Encoding:
+        return Encoding.RAW if every or binary.get(tensor.name, False) else Encoding.JSON
+
+    return encoding
 
 
 def metadata_doc(meta: ModelMetadata) -> dict[str, Any]:

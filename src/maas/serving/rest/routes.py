@@ -25,7 +25,7 @@ Shape = tuple[str, str | None, str | None]  # (path shape, model, version)
 
 UNKNOWN_ROUTE_KIND = "server_metadata"  # a path no route answers: any valid credentials, then 404
 WRONG_METHOD_KIND = "management"  # a known path with another method: admin, then 405
-MAX_CACHED_PATH_CHARS = 256  # longer paths are matched each time, never remembered
+MAX_CACHED_PATH_CHARS = 320  # fits two 128-character names and the fixed parts; longer: not kept
 MAX_CACHED_PATHS = 1024  # distinct paths remembered; clients repeat a handful
 
 
@@ -142,7 +142,8 @@ class RouteTable:
         if len(self._routes) != len(routes):
             raise ValueError("a (method, path shape) pair is declared twice")
         self._shapes = {b.route.shape for b in routes}
-        # Bounded by count and by key length: nothing a client sends grows it without limit.
+        # Only short ASCII paths of real routes, at most MAX_CACHED_PATHS of them: nothing a client
+        # sends (before authentication) grows it past about 1 MiB.
         self._cache: dict[str, Shape] = {}
 
     def __iter__(self) -> Iterator[Route]:
@@ -176,7 +177,7 @@ class RouteTable:
         if found is not None:
             return found
         found = path_shape(path)
-        if len(path) <= MAX_CACHED_PATH_CHARS:
+        if len(path) <= MAX_CACHED_PATH_CHARS and path.isascii() and found[0] in self._shapes:
             if len(self._cache) >= MAX_CACHED_PATHS:
                 self._cache.clear()  # many distinct paths (a scan): start over, stay bounded
             self._cache[path] = found
