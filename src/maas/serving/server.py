@@ -48,7 +48,10 @@ def build_data_plane(
     Call `close()` on the result to stop its worker threads.
     """
     config = serving_config or ServingConfig()
-    metrics = ServingMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    metrics = ServingMetrics(
+        metrics_registry or CollectorRegistry(auto_describe=True),
+        multiprocess_dir=config.metrics_dir,
+    )
     loaded: list[LoadedVersion] = []
     try:
         for mv in select_versions(registry, models, config):
@@ -70,6 +73,7 @@ class Server:
         http_port: REST port, 0 for a free one.
         grpc_port: gRPC port, 0 for a free one, None for no gRPC.
         protection: authentication, limits and TLS of both servers (None: open, plain).
+        shares_port: other worker processes serve the same ports (`maas serve --workers N`).
     """
 
     def __init__(
@@ -80,11 +84,15 @@ class Server:
         http_port: int = 8000,
         grpc_port: int | None = 8001,
         protection: Protection | None = None,
+        shares_port: bool = False,
     ) -> None:
         self._data_plane = data_plane
         self._host = host
         self._protection = protection
-        self._rest = RestServer(data_plane, host, http_port, protection=protection)
+        self._shares_port = shares_port
+        self._rest = RestServer(
+            data_plane, host, http_port, protection=protection, shares_port=shares_port
+        )
         self._grpc_port = grpc_port
         self._grpc: Any = None
 
@@ -118,7 +126,11 @@ class Server:
         from maas.serving.grpc.server import GrpcServer
 
         grpc_server = GrpcServer(
-            self._data_plane, host=self._host, port=self._grpc_port, protection=self._protection
+            self._data_plane,
+            host=self._host,
+            port=self._grpc_port,
+            protection=self._protection,
+            shares_port=self._shares_port,
         )
         try:
             await grpc_server.start()
@@ -145,8 +157,12 @@ async def serve_until_signalled(
     models: Sequence[str] | None,
     *,
     on_started: Callable[[Server], None],
+    shares_port: bool = False,
 ) -> None:
-    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly."""
+    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly.
+
+    `shares_port`: this is one of the workers of `maas serve --workers N` (see `workers.py`).
+    """
     from maas.registry.store import Registry
 
     serve = settings.serve
@@ -164,6 +180,7 @@ async def serve_until_signalled(
         http_port=serve.http_port,
         grpc_port=serve.grpc_port,
         protection=protection,
+        shares_port=shares_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
