@@ -212,7 +212,7 @@ def _supervise(
     configure_logging(settings.log_level, settings.log_format)
     code = run_async(supervise(spec, settings, on_started=announce))
     if code != 0:
-        raise click.exceptions.Exit(code)
+        raise SystemExit(code)  # click returns, not exits, on its own Exit here
 
 
 def _serve_as_worker(spec: WorkerSpec) -> None:
