@@ -242,3 +242,28 @@ def test_a_rate_limit_holds_across_workers_through_redis(tmp_path: Path) -> None
     statuses = Counter(a.status for a in answers)
     assert statuses == {200: 6, 429: 10}  # one bucket for both workers
     assert len({a.pid for a in answers}) == 2
+
+
+@pytest.mark.slow
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    register(tmp_path, 5)
+    with serving(tmp_path) as served:
+        workers = served.wait_for_workers(2)
+        children = [psutil.Process(pid) for pid in served.children()]
+        served.process.kill()
+        served.process.wait(timeout=WAIT_S)
+        give_up = time.monotonic() + WAIT_S
+        while any(_is_running(child) for child in children):
+            assert time.monotonic() < give_up, [c.pid for c in children if _is_running(c)]
+            time.sleep(0.05)
+        orphaned = (tmp_path / "serve.log").read_text().count("worker.orphaned")
+    assert len(children) == 3  # two workers and the spare
+    assert workers < {child.pid for child in children}
+    assert orphaned == 2  # both workers noticed, and drained
+
+
+def _is_running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
