@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READY_PREFIX = "maas-worker-ready "  # starts the line a worker prints once it serves
+STATUS_PREFIX = "maas-worker-status "  # starts each line a worker tells the supervisor
 MAX_FAILED_STARTS = 3  # a worker that dies this often in a row before serving stops the server
 RESTART_DELAY_S = 0.5  # wait before starting a worker again after a failed start (times failures)
 EXIT_MARGIN_S = 10.0  # after the grace period, how long workers get to exit before SIGKILL
@@ -71,13 +71,15 @@ class WorkerSpec(BaseModel):
     security: dict[str, Scalar]
 
 
-class WorkerReady(BaseModel):
-    """Worker -> supervisor: it serves; one line on its stdout after `READY_PREFIX`."""
+class WorkerStatus(BaseModel):
+    """Worker -> supervisor, one line on its stdout after `STATUS_PREFIX`: the process has done its
+    imports and waits for a spec (`index` None), or it serves as worker `index`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    index: int
     pid: int
+    index: int | None = None
+    is_serving: bool = False
 
 
 def resolve_worker_count(workers: int | Literal["auto"]) -> int:
@@ -305,11 +307,19 @@ class Supervisor:
 
 
 async def _relay(stdout: asyncio.StreamReader, ready: asyncio.Future[None]) -> None:
-    """Read a worker's stdout: its ready line resolves `ready`, other lines pass through."""
+    """Read a worker's stdout: its serving status resolves `ready`, other lines pass through."""
     while line := await stdout.readline():
         text = line.decode(errors="replace")
-        if text.startswith(READY_PREFIX):
-            WorkerReady.model_validate_json(text[len(READY_PREFIX) :])
+        if text.startswith(STATUS_PREFIX):
+            try:
+                status = WorkerStatus.model_validate_json(text[len(STATUS_PREFIX) :])
+            except ValueError:
+                log.warning("worker.bad_message", extra={"line": text[:200]})
+                continue
+            if not status.is_serving:
+                log.info("worker.imported", extra={"pid": status.pid})
+                continue
+            log.info("worker.serving", extra={"worker": status.index, "pid": status.pid})
             if not ready.done():
                 ready.set_result(None)
         else:
@@ -363,16 +373,17 @@ async def serve_as_worker(spec: WorkerSpec, settings: Settings) -> None:
         await serve_until_signalled(
             settings,
             spec.models,
-            on_started=lambda _server: _report_ready(spec.index),
+            on_started=lambda _server: _report(
+                WorkerStatus(pid=os.getpid(), index=spec.index, is_serving=True)
+            ),
             shares_port=True,
         )
     finally:
         transport.close()
 
 
-def _report_ready(index: int) -> None:
-    message = WorkerReady(index=index, pid=os.getpid())
-    sys.stdout.write(f"{READY_PREFIX}{message.model_dump_json()}\n")
+def _report(status: WorkerStatus) -> None:
+    sys.stdout.write(f"{STATUS_PREFIX}{status.model_dump_json()}\n")
     sys.stdout.flush()
 
 
@@ -385,6 +396,7 @@ def await_worker_spec() -> WorkerSpec | None:
     """
     for module in PRELOADED_MODULES:
         importlib.import_module(module)
+    _report(WorkerStatus(pid=os.getpid()))
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's
     try:
         line = sys.stdin.readline()
