@@ -130,18 +130,22 @@ def test_serve_workers_must_be_a_count_or_auto(
     assert "or auto" in err
 
 
-def test_serve_workers_refuse_a_port_in_use(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MAAS_HOME", str(tmp_path))
+def test_serve_workers_refuse_a_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, out, err = run(capsys, "serve", "--workers", "2", "--http-port", str(port))
-    assert code == 1
-    assert out == ""
-    assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+        result = subprocess.run(
+            [sys.executable, "-m", "maas", "serve", "--workers", "2", "--http-port", str(port)],
+            env={**os.environ, "MAAS_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
 
 
 @pytest.mark.slow
