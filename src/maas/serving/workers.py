@@ -84,7 +84,11 @@ class WorkerStatus(BaseModel):
 
 def resolve_worker_count(workers: int | Literal["auto"]) -> int:
     """`auto` is the number of CPUs this process may run on (its affinity, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if workers == "auto" else workers
+    if workers != "auto":
+        return workers
+    if hasattr(os, "sched_getaffinity"):  # Linux; elsewhere every CPU counts
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def hold_ports(host: str, ports: Sequence[int]) -> list[socket.socket]:
