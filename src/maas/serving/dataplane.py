@@ -34,7 +34,7 @@ from maas.signature import Signature
 
 if TYPE_CHECKING:
     from maas.serving.context import RequestContext
-    from maas.serving.manager import ModelManager  # it builds on this module
+    from maas.serving.manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +60,34 @@ class DataPlane:
         repository: the loaded versions.
         metrics: the server's metric families.
         config: limits and policies.
+        rollout: the roll-out metric families (registered in `metrics.registry` when None).
+        control: the model manager following the registry, which the management endpoints
+            call (None: they answer 503).
     """
 
     def __init__(
-        self, repository: ModelRepository, metrics: ServingMetrics, config: ServingConfig
+        self,
+        repository: ModelRepository,
+        metrics: ServingMetrics,
+        config: ServingConfig,
+        *,
+        rollout: RolloutMetrics | None = None,
+        control: ModelManager | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
         self.config = config
         self._is_closed = False
         self._is_stopping = False
-        self.rollout = RolloutMetrics(metrics.registry)
-        # Set by `maas serve` to the model manager; management endpoints answer 503 without it.
-        self.control: ModelManager | None = None
+        self.rollout = rollout if rollout is not None else RolloutMetrics(metrics.registry)
+        self._control = control
         self.shadow = ShadowTraffic(self.rollout, config.request_timeout_s)
         metrics.models_loaded.set(len(repository))
+
+    @property
+    def control(self) -> ModelManager | None:
+        """The model manager the management endpoints call (None: management is off)."""
+        return self._control
 
     # -- health and metadata -------------------------------------------------------------
 

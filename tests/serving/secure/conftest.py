@@ -45,13 +45,14 @@ def secure_registry(tmp_path: Path, digits_model: Classifier) -> Iterator[Regist
 
 @pytest.fixture
 def keys(secure_registry: Registry) -> Keys:
-    """`digits` (infer:digits), `admin`, `limited` and `other` (infer:*, 50/s each)."""
+    """`digits` (infer:digits), `admin`, `limited` (infer:*, a bucket of 50 refilled at 5/s, so a
+    burst outlasts it however slow the machine) and `other` (infer:*, 50/s)."""
     store = KeyStore(secure_registry)
     made = Keys()
     made.tokens["digits"] = store.create("digits", ["infer:digits"]).token
     made.tokens["admin"] = store.create("admin", ["admin"]).token
-    for name in ("limited", "other"):
-        made.tokens[name] = store.create(name, ["infer:*"], RateLimit.parse("50/s")).token
+    for name, limit in (("limited", "5/s,burst=50"), ("other", "50/s")):
+        made.tokens[name] = store.create(name, ["infer:*"], RateLimit.parse(limit)).token
     return made
 
 

@@ -58,7 +58,7 @@ async def test_a_burst_of_500_on_a_50_per_second_key_over_rest(secured: Served, 
     assert statuses[429] >= 1
     refused = [reply for reply in replies if reply.status_code == 429]
     assert all(int(reply.headers["retry-after"]) >= 1 for reply in refused)
-    assert "rate limit of 50/s exceeded" in refused[0].json()["error"]
+    assert "rate limit of 5/s,burst=50 exceeded" in refused[0].json()["error"]
     assert [reply.status_code for reply in others] == [200] * 10
 
 

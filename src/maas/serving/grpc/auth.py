@@ -24,9 +24,10 @@ from typing import Any
 
 import grpc
 
-from maas.errors import DeadlineExceeded, MaasError, PayloadTooLarge, ResourceExhausted
+from maas.errors import DeadlineExceeded, MaasError, ResourceExhausted
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.security.acl import GRPC_METHOD_KINDS, Action, Principal, allows
+from maas.serving.admission import Admission
 from maas.serving.grpc.status import grpc_status
 from maas.serving.protection import Protection
 
@@ -48,8 +49,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         protection: the guard and per-model limits.
     """
 
-    def __init__(self, protection: Protection) -> None:
+    def __init__(self, protection: Protection, admission: Admission) -> None:
         self._protection = protection
+        self._admission = admission
         # method path -> (its handler, the checking wrapper): built once per method, not per
         # call; the wrapper reads the caller's credentials from each call's metadata.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -135,23 +137,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
     async def _admit(
         self, credentials: str | None, kind: str, model: str | None, request: Any
     ) -> Principal | None:
-        limits = self._protection.limits_for(model)
-        guard = self._protection.guard
-        principal = None
-        if guard is not None:
-            if guard.is_blocking:  # a shared limiter talks to Redis: keep it off the event loop
-                principal = await asyncio.to_thread(
-                    guard.check, credentials, kind, model, limits.rate_limit
-                )
-            else:
-                principal = guard.check(credentials, kind, model, limits.rate_limit)
-        if limits.max_request_bytes is not None and isinstance(request, pb.ModelInferRequest):
-            size = request.ByteSize()
-            if size > limits.max_request_bytes:
-                raise PayloadTooLarge(
-                    f"request of {size} bytes is over model {model}'s limit of "
-                    f"{limits.max_request_bytes}"
-                )
+        principal = await self._admission.admit(credentials, kind, model)
+        if isinstance(request, pb.ModelInferRequest):
+            self._admission.check_size(request.ByteSize(), model)
         return principal
 
     async def _admit_paced(self, credentials: str | None, kind: str, request: Any) -> None:
@@ -206,11 +194,11 @@ async def _abort(context: grpc.aio.ServicerContext, err: MaasError) -> None:
     await context.abort(grpc_status(err.code), str(err))
 
 
-def server_options(protection: Protection | None) -> dict[str, Any]:
+def server_options(protection: Protection | None, admission: Admission) -> dict[str, Any]:
     """Keyword arguments for `grpc.aio.server`: the guard interceptor and the call cap."""
     if protection is None:
         return {}
-    options: dict[str, Any] = {"interceptors": [GuardInterceptor(protection)]}
+    options: dict[str, Any] = {"interceptors": [GuardInterceptor(protection, admission)]}
     if protection.max_connections is not None:
         options["maximum_concurrent_rpcs"] = protection.max_connections
     return options

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+from maas.serving.admission import Admission
 from maas.serving.grpc.auth import bind_port, server_options
 from maas.serving.grpc.servicer import InferenceServicer
 
@@ -86,7 +87,11 @@ class GrpcServer:
         if self._server is not None:
             return
         server = grpc.aio.server(
-            **server_options(self._protection),  # the guard interceptor, the call cap
+            # the guard interceptor (the same admission as REST) and the call cap
+            **server_options(
+                self._protection,
+                Admission(self._protection, self._data_plane.config.max_request_bytes),
+            ),
             options=[
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),

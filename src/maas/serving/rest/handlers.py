@@ -50,6 +50,7 @@ class Headers(Protocol):
     """Request headers by lower-case name (the HTTP server's own mapping)."""
 
     def get(self, key: str, default: None = None) -> str | None: ...
+    def get_all(self, key: str) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
