@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from benchmarks.models import BenchModel
 from maas.config import load_settings
 from maas.registry.store import Registry
@@ -38,21 +40,47 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def rss_mb(self) -> float:
-        """Resident memory of the server process (VmRSS), in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        """Resident memory (VmRSS) of the server's processes (all workers), in MiB."""
+        total_kb = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        return total_kb / 1024
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used so far (user + system, all threads)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the server's processes have used so far (user + system, all threads)."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def pids(self) -> list[int]:
+        """The server process and its children (the workers of `maas serve --workers N`)."""
+        found, pending = [], [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            if children.exists():
+                pending += [int(child) for child in children.read_text().split()]
+        return found
 
     def success_count(self, model: str) -> int:
-        """Requests the model has answered successfully (from its Triton statistics)."""
-        stats = self.get_json(f"/v2/models/{model}/stats")
-        return sum(int(m["inference_stats"]["success"]["count"]) for m in stats["model_stats"])
+        """Requests the model has answered successfully, over all workers (from `/metrics`)."""
+        with urllib.request.urlopen(self.http_url + "/metrics", timeout=5) as answer:  # noqa: S310  # our own loopback server
+            text = answer.read().decode()
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "maas_requests_total"
+                and sample.labels.get("model") == model
+                and sample.labels.get("code") == "ok"
+            )
+        )
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.http_url + path, timeout=5) as answer:  # noqa: S310  # our own loopback server

@@ -7,9 +7,12 @@ defaults that work on a laptop (SQLite and files under `MAAS_HOME`, host 127.0.0
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_WORKERS = 256  # server processes of one `maas serve`
 
 
 def _default_home() -> Path:
@@ -34,7 +37,9 @@ class ServeSettings(BaseSettings):
     `ServeFile`); a field set by a flag or `MAAS_SERVE_*` variable wins over the file.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAAS_SERVE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="MAAS_SERVE_", extra="forbid", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
@@ -59,6 +64,15 @@ class ServeSettings(BaseSettings):
     )
     max_connections: int | None = Field(
         default=None, ge=1, description="concurrent HTTP connections and gRPC calls; None: no cap"
+    )
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = Field(
+        default=1,
+        description="server processes sharing the ports; auto: one per CPU this process may use",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "metrics_dir"),
+        description="folder of the workers' shared metric files (set by `maas serve --workers`)",
     )
 
 
@@ -220,3 +234,10 @@ def load_settings(**overrides: object) -> Settings:
     """Build the process's settings; keyword overrides (from CLI flags) win over the environment."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**clean)  # type: ignore[arg-type]  # overrides are validated by pydantic
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra`: the environment of a process it starts."""
+    import os
+
+    return {**os.environ, **extra}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from maas.batching.policy import BatchPolicy
 from maas.config import (
@@ -60,6 +61,8 @@ class ServingConfig:
         version_policies: model name -> which versions stay loaded (default: the newest).
         poll_interval_s: how often a server asks the registry what changed (0: never).
         grace_period_s: on shutdown, how long in-flight requests may take to finish.
+        metrics_dir: the folder of metric files shared by the workers of one `maas serve
+            --workers N` (None: one process, metrics in memory).
         fixed_fields: batching fields set by a flag or `MAAS_SERVE_*` variable; a tuned
             configuration stored with a version never overrides them.
         model_fields: model name -> the batching fields its serve-file entry sets (which a
@@ -74,6 +77,7 @@ class ServingConfig:
     version_policies: dict[str, VersionPolicy] = field(default_factory=dict)
     poll_interval_s: float = 2.0
     grace_period_s: float = 30.0
+    metrics_dir: Path | None = None
     fixed_fields: frozenset[str] = frozenset()
     model_fields: dict[str, frozenset[str]] = field(default_factory=dict)
     max_response_bytes: int = 64 * 1024 * 1024
@@ -108,6 +112,7 @@ class ServingConfig:
                 request_timeout_s=request_timeout_s,
                 poll_interval_s=serve.poll_interval_s,
                 grace_period_s=serve.grace_period_s,
+                metrics_dir=serve.metrics_dir,
                 fixed_fields=fixed,
             )
         doc = load_serve_file(serve.config)
@@ -136,6 +141,7 @@ class ServingConfig:
             version_policies,
             poll_interval_s=serve.poll_interval_s,
             grace_period_s=serve.grace_period_s,
+            metrics_dir=serve.metrics_dir,
             fixed_fields=fixed,
             max_response_bytes=max_response_bytes,
             model_fields={

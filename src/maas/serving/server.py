@@ -65,7 +65,10 @@ def build_data_plane(
     Call `close()` on the result to stop its worker threads.
     """
     config = serving_config or ServingConfig()
-    metrics = ServingMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    metrics = ServingMetrics(
+        metrics_registry or CollectorRegistry(auto_describe=True),
+        multiprocess_dir=config.metrics_dir,
+    )
     rollout = RolloutMetrics(metrics.registry)
     loader = VersionLoader(registry, config, metrics, rollout)
     loaded: list[LoadedVersion] = []
@@ -103,7 +106,10 @@ def build_serving(
     Nothing is loaded yet: `await manager.start()` loads what the registry plans, the same way
     every later pick-up loads. Stop the manager, then close the data plane.
     """
-    metrics = ServingMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    metrics = ServingMetrics(
+        metrics_registry or CollectorRegistry(auto_describe=True),
+        multiprocess_dir=config.metrics_dir,
+    )
     rollout = RolloutMetrics(metrics.registry)
     trips = GuardTrips(registry, rollout)
     repository = ModelRepository(on_trip=trips.record)
@@ -122,6 +128,7 @@ class Server:
         http_port: REST port, 0 for a free one.
         grpc_port: gRPC port, 0 for a free one, None for no gRPC.
         protection: authentication, limits and TLS of both servers (None: open, plain).
+        shares_port: other worker processes serve the same ports (`maas serve --workers N`).
     """
 
     def __init__(
@@ -132,11 +139,15 @@ class Server:
         http_port: int = 8000,
         grpc_port: int | None = 8001,
         protection: Protection | None = None,
+        shares_port: bool = False,
     ) -> None:
         self._data_plane = data_plane
         self._host = host
         self._protection = protection
-        self._rest = RestServer(data_plane, host, http_port, protection=protection)
+        self._shares_port = shares_port
+        self._rest = RestServer(
+            data_plane, host, http_port, protection=protection, shares_port=shares_port
+        )
         self._grpc_port = grpc_port
         self._grpc: Any = None
 
@@ -170,7 +181,11 @@ class Server:
         from maas.serving.grpc.server import GrpcServer
 
         grpc_server = GrpcServer(
-            self._data_plane, host=self._host, port=self._grpc_port, protection=self._protection
+            self._data_plane,
+            host=self._host,
+            port=self._grpc_port,
+            protection=self._protection,
+            shares_port=self._shares_port,
         )
         try:
             await grpc_server.start()
@@ -203,11 +218,14 @@ class ServerParts:
     server: Server
 
 
-def build_server(settings: Settings, models: Sequence[str] | None) -> ServerParts:
+def build_server(
+    settings: Settings, models: Sequence[str] | None, *, shares_port: bool = False
+) -> ServerParts:
     """The composition root of `maas serve`: build every object and hand each what it uses.
 
     Nothing is loaded or bound yet: start the manager (it loads what the registry plans), then
-    the server; stop them in the other order, then close the data plane.
+    the server; stop them in the other order, then close the data plane. `shares_port`: the
+    server is one of the workers of `maas serve --workers N`.
     """
     from maas.registry.store import Registry
     from maas.security.signing import required_verifier
@@ -222,6 +240,7 @@ def build_server(settings: Settings, models: Sequence[str] | None) -> ServerPart
         http_port=settings.serve.http_port,
         grpc_port=settings.serve.grpc_port,
         protection=Protection.from_settings(settings, registry),
+        shares_port=shares_port,
     )
     return ServerParts(registry, config, serving.data_plane, serving.manager, server)
 
@@ -231,9 +250,13 @@ async def serve_until_signalled(
     models: Sequence[str] | None,
     *,
     on_started: Callable[[Server], None],
+    shares_port: bool = False,
 ) -> None:
-    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly."""
-    parts = build_server(settings, models)
+    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly.
+
+    `shares_port`: this is one of the workers of `maas serve --workers N` (see `workers.py`).
+    """
+    parts = build_server(settings, models, shares_port=shares_port)
     server, manager, data_plane = parts.server, parts.manager, parts.data_plane
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
