@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 export MAAS_LOG_LEVEL ?= warning
 
 .PHONY: quickstart test lint proto bench clean venv fuzz
@@ -35,8 +36,13 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src src/maas/protocol/proto/grpc_service.proto
 	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' src/maas/protocol/proto/grpc_service_pb2.py
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+# BENCH_ARGS for a shorter run, e.g. BENCH_ARGS="--models mlp --window-ms 1000 --workers 1".
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # About five minutes of fuzzing: the REST API from its OpenAPI document against a live server,
 # and the tensor decoders, with many more (and fresh random) examples than `make test` runs.

@@ -40,6 +40,7 @@ class PerfResult:
     p99_ms: float
     is_stable: bool = True
     server_cpu_us: float | None = None  # server CPU time per answered request, all threads
+    server_cpu_share: float | None = None  # server CPU seconds per second over the whole run
 
 
 def perf_analyzer_command(cache: Path) -> list[str]:

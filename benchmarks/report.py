@@ -14,6 +14,7 @@ import onnxruntime
 
 from benchmarks.inprocess import InProcessResult
 from benchmarks.perf_analyzer import PerfResult
+from benchmarks.report_compare import Workers, reference_section, workers_section
 
 GOAL_RATIO = {  # share of the in-process reference that 64 clients must reach
     ("mlp", "rest-json"): 0.5,
@@ -43,6 +44,9 @@ class Measurements:
     command: str
     duration_s: float
     load_average: tuple[float, float]  # 1-minute load average before and after the run
+    reference_served: dict[str, dict[str, dict[int, PerfResult]]]  # the FastAPI app, same layout
+    reference_server: str  # its frameworks and versions
+    workers: Workers
 
     def reference(self, model: str) -> InProcessResult:
         """What served throughput is compared with: batch 1 for the MLP, the best batch for
@@ -61,7 +65,8 @@ def write_report(m: Measurements, path: Path) -> None:
         "",
         "How fast `maas serve` answers compared with calling onnxruntime in-process, over REST",
         "JSON, REST with the binary tensor extension, gRPC `ModelInfer` (one call per request)",
-        "and gRPC `ModelStreamInfer` (perf_analyzer `--streaming`: one stream per client).",
+        "and gRPC `ModelStreamInfer` (perf_analyzer `--streaming`: one stream per client), and",
+        "compared with a hand-written FastAPI server measured in the same run on the same core.",
         "Made by:",
         "",
         "```",
@@ -86,6 +91,8 @@ def write_report(m: Measurements, path: Path) -> None:
         "",
         *_goals_table(m),
         "",
+        *reference_section(m.served, m.reference_served, m.reference_server),
+        *workers_section(m.served, m.workers),
         *_overhead(m),
         *_notes(m),
     ]
