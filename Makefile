@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
 export MAAS_LOG_LEVEL ?= warning
 
 .PHONY: quickstart test lint proto bench clean venv fuzz
@@ -13,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench]'
 	touch $(STAMP)
 
 quickstart: $(STAMP)
@@ -36,12 +35,9 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src src/maas/protocol/proto/grpc_service.proto
 	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' src/maas/protocol/proto/grpc_service_pb2.py
 
+# The bench extra (installed with the venv) holds the reference server's FastAPI and uvicorn.
 # BENCH_ARGS for a shorter run, e.g. BENCH_ARGS="--models mlp --window-ms 1000 --workers 1".
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet -e '.[bench]'
-	touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # About five minutes of fuzzing: the REST API from its OpenAPI document against a live server,
