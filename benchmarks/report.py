@@ -256,10 +256,12 @@ def _notes(m: Measurements) -> list[str]:
         "- One core serves (`taskset -c 0`) and the other drives the load (`taskset -c 1`): the",
         "  server's event loop, decoding, batching and onnxruntime all share one core, so",
         "  per-request Python work competes with model compute.",
-        "- Server CPU µs/req is the server process's CPU time (all threads) over the requests it",
-        "  answered during that run. The CPU ceiling, 1e6 divided by it, is the throughput the",
-        "  server would reach with core 0 to itself; it is steadier than the measured rate when",
-        "  other work shares the machine.",
+        "- Server CPU µs/req is the CPU time of the server's process tree (all threads, psutil)",
+        "  over the requests it answered during that run. The CPU ceiling, 1e6 divided by it, is",
+        "  the throughput the server would reach with core 0 to itself; it is steadier than the",
+        "  measured rate when other work shares the machine.",
+        "- The reference FastAPI server runs after `maas serve`, on the same core with the same",
+        "  perf_analyzer settings; only one server runs at a time.",
         "- perf_analyzer reads its inputs from a file of normal random rows: its own random data",
         "  is random bits, NaN included, which JSON cannot carry.",
         '- "One batch\'s compute" in the p99 goal is the in-process time of a batch of',
@@ -275,8 +277,9 @@ def _notes(m: Measurements) -> list[str]:
         "from PyPI and, when the system glibc is older than 2.38, Debian 13's `libc6`,",
         "`libstdc++6` and `libgcc-s1` through apt-get with a private configuration; both are",
         "unpacked under `bench-results/tools/` and reused afterwards. Nothing is installed",
-        "system-wide. A run takes about five minutes; `--window-ms`, `--inprocess-s` and",
-        "`--concurrency` (see `python -m benchmarks.run --help`) make it shorter.",
+        f"system-wide. This run took {m.duration_s / 60:.1f} minutes; `--window-ms`,",
+        "`--inprocess-s`, `--concurrency`, `--models` and `--workers 1` (see",
+        "`python -m benchmarks.run --help`; `make bench BENCH_ARGS=...`) make it shorter.",
     ]
 
 

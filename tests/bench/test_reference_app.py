@@ -3,13 +3,10 @@ what perf_analyzer asks (metadata, config, statistics, JSON and binary inference
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -58,14 +55,6 @@ def infer(
     return {name: result.as_numpy(name) for name in ("probabilities", "label")}
 
 
-def get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310  # loopback test server
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as err:
-        return err.code, json.load(err)
-
-
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_inference_matches_onnxruntime(
     client: httpclient.InferenceServerClient, classifier: Classifier, binary: bool
@@ -111,15 +100,12 @@ def test_statistics_count_each_answered_request(
 
 
 def test_errors_are_v2_shaped(reference: ServerProcess) -> None:
-    status, body = get(f"{reference.http_url}/v2/models/nope")
-    assert (status, body) == (404, {"error": "unknown model nope"})
-    request = urllib.request.Request(
-        f"{reference.http_url}/v2/models/iris/infer", data=b'{"inputs": [{}]}', method="POST"
-    )
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=5)  # noqa: S310  # loopback test server
-    assert caught.value.code == 400
-    assert json.load(caught.value)["error"].startswith("bad inference request")
+    unknown = httpx.get(f"{reference.http_url}/v2/models/nope", timeout=5)
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "unknown model nope"})
+    url = f"{reference.http_url}/v2/models/iris/infer"
+    bad = httpx.post(url, content=b'{"inputs": [{}]}', timeout=5)
+    assert bad.status_code == 400
+    assert bad.json()["error"].startswith("bad inference request")
 
 
 def test_onnx_files_are_named_models(tmp_path: Path, classifier: Classifier) -> None:
