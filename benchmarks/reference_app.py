@@ -48,6 +48,7 @@ class Model:
     success_ns: int = 0
     run_ns: int = 0
     types: dict[str, tuple[str, np.dtype[Any]]] = field(default_factory=dict)  # by tensor name
+    output_names: list[str] = field(default_factory=list)
 
     def count(self, request_ns: int, run_ns: int) -> None:
         """Count one answered request, its time in the handler and in `session.run`."""
@@ -70,7 +71,8 @@ def load_models(folder: Path) -> dict[str, Model]:
     for path in sorted(folder.glob("*.onnx")):
         sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         types = {n.name: DATATYPES[n.type] for n in [*sess.get_inputs(), *sess.get_outputs()]}
-        models[path.stem] = Model(path.stem, sess, types=types)
+        outputs = [n.name for n in sess.get_outputs()]
+        models[path.stem] = Model(path.stem, sess, types=types, output_names=outputs)
     return models
 
 
@@ -145,8 +147,7 @@ def _infer(model: Model, body: bytes, header_length: str | None) -> tuple[Respon
     split = int(header_length) if header_length else len(body)
     request = json.loads(body[:split])
     feeds = _decode_inputs(model, request["inputs"], memoryview(body)[split:])
-    names = [o.name for o in model.session.get_outputs()]
-    wanted = request.get("outputs") or [{"name": n} for n in names]
+    wanted = request.get("outputs") or [{"name": n} for n in model.output_names]
     as_binary = bool(request.get("parameters", {}).get("binary_data_output", False))
     binary = {
         o["name"]: bool(o.get("parameters", {}).get("binary_data", as_binary)) for o in wanted
