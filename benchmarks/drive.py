@@ -69,7 +69,13 @@ def measure(
         _say(f"{label}: {run.model} {run.protocol} concurrency {run.clients}")
         cpu_s, wall_s = server.cpu_s(), time.perf_counter()
         answered = server.success_count(run.model) if count_requests else 0
-        result = _perf(server, models[run.model], run, driver, label)
+        try:
+            result = _perf(server, models[run.model], run, driver, label)
+        except RuntimeError as err:
+            # One run that cannot be measured (a server this slow at these clients on a busy
+            # machine) leaves a gap in the report rather than ending the whole benchmark.
+            _say(f"  no measurement: {str(err)[-300:]}")
+            continue
         cpu_used_s = server.cpu_s() - cpu_s
         result = dataclasses.replace(
             result, server_cpu_share=cpu_used_s / (time.perf_counter() - wall_s)
@@ -101,7 +107,8 @@ def _perf(
     ]  # fmt: skip
     csv_path = driver.results / f"{label}-{model.name}-{run.protocol}-c{run.clients}.csv"
     csv_path.unlink(missing_ok=True)
-    timeout_s = 20 * driver.window_ms / 1000 + 30
+    # Ten windows, plus filling and draining the clients' requests when answers take seconds.
+    timeout_s = 20 * driver.window_ms / 1000 + 90
     try:
         return run_perf_analyzer(
             driver.command, [*transport, *common, "-s", "20", "-r", "8"], csv_path,
