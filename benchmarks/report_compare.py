@@ -65,7 +65,7 @@ def _reference_goals(served: Served, reference: Served) -> list[str]:
             continue
         ratio = ours.throughput / theirs.throughput
         rows.append(
-            f"| {model} {protocol}, {ours.concurrency} clients: maas / reference | "
+            f"| {model} {protocol}, {_clients(ours)}: maas / reference | "
             f">= {target:.0f}x | {ratio:.2f}x ({ours.throughput:,.0f} vs "
             f"{theirs.throughput:,.0f} infer/s) | {_yes(ratio >= target)} |"
         )
@@ -76,7 +76,7 @@ def _reference_goals(served: Served, reference: Served) -> list[str]:
             continue
         ratio = grpc.throughput / binary.throughput
         rows.append(
-            f"| {model}, {grpc.concurrency} clients: maas unary gRPC / maas REST binary | "
+            f"| {model}, {_clients(grpc)}: maas unary gRPC / maas REST binary | "
             f">= {GOAL_GRPC_OVER_REST_BINARY} | {ratio:.2f} ({grpc.throughput:,.0f} vs "
             f"{binary.throughput:,.0f} infer/s) | {_yes(ratio >= GOAL_GRPC_OVER_REST_BINARY)} |"
         )
@@ -115,10 +115,10 @@ def _side_by_side(served: Served, reference: Served) -> list[str]:
 
 def workers_section(served: Served, workers: Workers) -> list[str]:
     """workers=1 (the main runs) beside workers=N, or why there is nothing to show."""
-    lines = [f"## Workers (`maas serve --workers {workers.count}`, same core)", ""]
+    n = max(workers.count, 2)
+    lines = [f"## Workers (`maas serve --workers {n}` beside one worker, same core)", ""]
     if workers.note is not None:
-        return [*lines, f"Workers=1 beside workers={workers.count}: {workers.note}", ""]
-    n = workers.count
+        return [*lines, f"Throughput and server CPU per request: {workers.note}", ""]
     rows = [
         f"| model | protocol | clients | infer/s, 1 worker | infer/s, {n} workers "
         f"| CPU µs/req, 1 worker | CPU µs/req, {n} workers |",
@@ -155,6 +155,10 @@ def _cpu_per_request(r: PerfResult) -> float | None:
 def _at_most_clients(served: Served, model: str, protocol: str) -> PerfResult | None:
     results = served.get(model, {}).get(protocol, {})
     return results[max(results)] if results else None
+
+
+def _clients(r: PerfResult) -> str:
+    return f"{r.concurrency} client" + ("" if r.concurrency == 1 else "s")
 
 
 def _rate(r: PerfResult) -> str:

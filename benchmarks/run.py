@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +67,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="maas-bench-") as tmp:
         home = Path(tmp)
-        register_models(home, models)
-        (home / "onnx").mkdir()
-        for model in models:
-            (home / "onnx" / f"{model.name}.onnx").write_bytes(model.onnx_bytes)
-        _say("starting maas serve on core 0")
-        server = start_server(
-            home, by_name, cpu=SERVER_CPU, env={}, log_path=args.results / "serve.log"
-        )
-        try:
-            time.sleep(IDLE_WAIT_S)
-            idle_rss_mb = server.rss_mb()
-            configs = {m: server.get_json(f"/v2/models/{m}/config") for m in by_name}
-            runs = plan(by_name, PROTOCOLS, concurrencies)
-            served = measure(server, by_name, runs, driver, label="maas")
-        finally:
-            server.stop()
+        _prepare(home, models)
+        maas = _measure_maas(home, by_name, concurrencies, driver, args)
         reference = _measure_reference(home / "onnx", by_name, concurrencies, driver, args)
         workers = _measure_workers(home, by_name, concurrencies, driver, args)
 
     measurements = Measurements(
         inprocess=inprocess,
-        served=served,
-        configs=configs,
-        startup_s=server.startup_s,
-        idle_rss_mb=idle_rss_mb,
+        served=maas.served,
+        configs=maas.configs,
+        startup_s=maas.startup_s,
+        idle_rss_mb=maas.idle_rss_mb,
         runner=describe_runner(command),
         command="make bench  # = .venv/bin/python -m benchmarks.run",
         duration_s=time.perf_counter() - started,
@@ -131,6 +118,46 @@ def _measure_inprocess(
         return {m.name: sweep(m, BATCHES, duration_s) for m in models}
     finally:
         os.sched_setaffinity(0, affinity)
+
+
+@dataclass(frozen=True)
+class MaasRun:
+    """What one `maas serve` (one worker) measured."""
+
+    served: Served
+    configs: dict[str, dict[str, Any]]
+    startup_s: float
+    idle_rss_mb: float
+
+
+def _prepare(home: Path, models: tuple[BenchModel, ...]) -> None:
+    """Register the models in a registry under `home` and write them to `home/onnx` for the
+    reference app."""
+    register_models(home, models)
+    (home / "onnx").mkdir()
+    for model in models:
+        (home / "onnx" / f"{model.name}.onnx").write_bytes(model.onnx_bytes)
+
+
+def _measure_maas(
+    home: Path,
+    models: dict[str, BenchModel],
+    concurrencies: tuple[int, ...],
+    driver: Driver,
+    args: argparse.Namespace,
+) -> MaasRun:
+    """Start-up, idle memory and every protocol at every concurrency."""
+    _say("starting maas serve on core 0")
+    server = start_server(home, models, cpu=SERVER_CPU, env={}, log_path=args.results / "serve.log")
+    try:
+        time.sleep(IDLE_WAIT_S)
+        idle_rss_mb = server.rss_mb()
+        configs = {m: server.get_json(f"/v2/models/{m}/config") for m in models}
+        runs = plan(models, PROTOCOLS, concurrencies)
+        served = measure(server, models, runs, driver, label="maas")
+    finally:
+        server.stop()
+    return MaasRun(served, configs, server.startup_s, idle_rss_mb)
 
 
 def _measure_reference(
