@@ -1,4 +1,5 @@
-"""Register the benchmark models in a fresh registry and run `maas serve` pinned to one core."""
+"""Register the benchmark models in a fresh registry and run `maas serve` (or the reference
+FastAPI app) pinned to one core."""
 
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ READY_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class ServerProcess:
-    """A running `maas serve`: its process, ports and how long it took to become ready."""
+    """A running server: its process, ports and how long it took to become ready."""
 
     process: subprocess.Popen[bytes]
     http_port: int
-    grpc_port: int
+    grpc_port: int | None  # None: REST only (the reference app)
     startup_s: float
 
     @property
@@ -108,9 +109,16 @@ def register_models(home: Path, models: Iterable[BenchModel]) -> None:
 
 
 def start_server(
-    home: Path, models: Iterable[str], *, cpu: int | None, env: dict[str, str], log_path: Path
+    home: Path,
+    models: Iterable[str],
+    *,
+    cpu: int | None,
+    env: dict[str, str],
+    log_path: Path,
+    workers: int = 1,
 ) -> ServerProcess:
-    """Start `maas serve` on free loopback ports and wait until every model is ready.
+    """Start `maas serve` on free loopback ports and wait until every model is ready;
+    `workers` > 1 passes `--workers` on.
 
     Raises:
         RuntimeError: the server exited or was not ready within READY_TIMEOUT_S.
@@ -125,22 +133,63 @@ def start_server(
         "MAAS_SERVE_GRPC_PORT": str(grpc_port),
         "MAAS_LOG_LEVEL": "warning",
     }
+    command = [sys.executable, "-m", "maas", "serve"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    return _start(command, full_env, models, cpu, http_port, grpc_port, log_path)
+
+
+def start_reference(
+    models_dir: Path, models: Iterable[str], *, cpu: int | None, log_path: Path
+) -> ServerProcess:
+    """Start the reference FastAPI app (benchmarks/reference_app.py) on every
+    `models_dir/<name>.onnx` and wait until it is ready.
+
+    Raises:
+        RuntimeError: the app exited or was not ready within READY_TIMEOUT_S.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "benchmarks.reference_app"]
+    command += ["--models", str(models_dir), "--port", str(port)]
+    return _start(command, {**os.environ}, models, cpu, port, None, log_path)
+
+
+def serve_has_workers_option() -> bool:
+    """Whether this `maas serve` takes `--workers`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "maas", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0 and "--workers" in done.stdout
+
+
+def _start(
+    command: list[str],
+    env: dict[str, str],
+    models: Iterable[str],
+    cpu: int | None,
+    http_port: int,
+    grpc_port: int | None,
+    log_path: Path,
+) -> ServerProcess:
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    command = [*prefix, sys.executable, "-m", "maas", "serve"]
     with log_path.open("wb") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*prefix, *command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     paths = ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in models)]
     url = f"http://127.0.0.1:{http_port}"
-    while True:
+    while not all(_is_ok(url + path) for path in paths):
         if process.poll() is not None:
-            raise RuntimeError(f"maas serve exited with {process.returncode}; see {log_path}")
-        if all(_is_ok(url + path) for path in paths):
-            break
+            raise RuntimeError(f"{command[2]} exited with {process.returncode}; see {log_path}")
         if time.perf_counter() - start > READY_TIMEOUT_S:
             process.kill()
             raise RuntimeError(
-                f"maas serve was not ready after {READY_TIMEOUT_S} s; see {log_path}"
+                f"{command[2]} was not ready after {READY_TIMEOUT_S} s; see {log_path}"
             )
         time.sleep(0.01)
     return ServerProcess(process, http_port, grpc_port, time.perf_counter() - start)
