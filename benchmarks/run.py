@@ -124,7 +124,7 @@ def _measure_served(
             for concurrency in concurrencies:
                 _say(f"{model.name} {protocol} concurrency {concurrency}")
                 cpu_s, requests = server.cpu_s(), server.success_count(model.name)
-                result = _perf(server, model, protocol, concurrency, command, args)
+                result = measure(server, model, protocol, concurrency, command, args)
                 answered = server.success_count(model.name) - requests
                 if answered > 0:
                     cpu_us = (server.cpu_s() - cpu_s) / answered * 1e6
@@ -133,7 +133,7 @@ def _measure_served(
     return served
 
 
-def _perf(
+def measure(
     server: ServerProcess,
     model: BenchModel,
     protocol: str,
@@ -141,6 +141,7 @@ def _perf(
     command: list[str],
     args: argparse.Namespace,
 ) -> PerfResult:
+    """One perf_analyzer measurement of `model` over `protocol` (batch-1 requests)."""
     if protocol.startswith("grpc"):
         transport = ["-i", "grpc", "-u", f"127.0.0.1:{server.grpc_port}"]
         if protocol == "grpc-stream":
