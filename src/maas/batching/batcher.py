@@ -3,10 +3,10 @@
 Each runner (instance) has one worker thread. An idle worker takes whatever is queued at once,
 so a lone request never pays a waiting window; while workers compute, new requests pile up and
 form the next batch. The `max_queue_delay_us` window is used only to top up a batch below its
-preferred size while more requests are in flight: while the batch holds fewer requests than are
-in flight now or were lately in flight together (`Crowd`: concurrent clients whose transport
-hands their requests over one at a time, as grpcio does with unary calls). Results go back to
-the event loop with one `call_soon_threadsafe` per batch.
+preferred size while more requests are in flight: while the workers' batches hold fewer requests
+than are in flight now or were lately in flight together (`Crowd`: concurrent clients whose
+transport hands their requests over one at a time, as grpcio does with unary calls). Results go
+back to the event loop with one `call_soon_threadsafe` per batch.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class Batcher:
         self._cond = threading.Condition(threading.Lock())
         self._busy = 0
         self._in_flight = 0  # requests between `infer` and its return
+        self._held = 0  # requests in the batches workers have taken and not yet answered
         self._arrivals = 0
         self._crowd = Crowd()
         self._stopping = False
@@ -200,6 +201,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._held -= len(batch)
 
     def _take(self) -> list[_Pending] | None:
         """Wait for work; return the next batch (and count this worker busy), None to exit."""
@@ -212,21 +214,21 @@ class Batcher:
                 batch, rows = self._pop_rows([], 0)
                 if batch:
                     break
-            if self._policy.max_queue_delay_us > 0 and self._expects_more(batch):
+            if self._policy.max_queue_delay_us > 0 and self._expects_more():
                 self._top_up(batch, rows)
             self._busy += 1
             return batch
 
-    def _expects_more(self, batch: list[_Pending]) -> bool:
-        """Whether requests outside `batch` are in flight now or were lately (lock held)."""
-        return len(batch) < max(self._in_flight, self._crowd.peak)
+    def _expects_more(self) -> bool:
+        """Whether requests no worker holds yet are in flight now or were lately (lock held)."""
+        return self._held < max(self._in_flight, self._crowd.peak)
 
     def _top_up(self, batch: list[_Pending], rows: int) -> None:
         """While more requests are in flight, wait a little for the batch to reach its target
         size (lock held)."""
         target = self._policy.target_size(rows)
         deadline = time.monotonic() + self._policy.max_queue_delay_us / 1e6
-        while rows < target and self._expects_more(batch):
+        while rows < target and self._expects_more():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stopping:
                 return
@@ -253,6 +255,7 @@ class Batcher:
             queue.popleft()
             batch.append(item)
             rows += item.rows
+            self._held += 1
         return batch, rows
 
     def _run(self, runner: Runner, batch: list[_Pending]) -> None:
