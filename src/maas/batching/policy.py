@@ -21,8 +21,8 @@ class BatchPolicy:
     Attributes:
         max_batch_size: most rows in one run of the model (1 turns batching off).
         max_queue_delay_us: longest a partly filled batch waits to grow toward a preferred size,
-            and only while it holds fewer requests than are in flight now or were lately in
-            flight together; a request that is alone never waits.
+            and only while the workers' batches hold fewer requests than are in flight now or
+            were lately in flight together; a request that is alone never waits.
         preferred_batch_sizes: sizes worth waiting for; empty means `max_batch_size`.
         instances: model sessions, each with its own worker thread.
         intra_op_threads: threads onnxruntime uses inside one operator of one instance.
