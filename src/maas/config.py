@@ -51,7 +51,7 @@ class ServeSettings(BaseSettings):
     )
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
-    max_queue_delay_us: int = Field(default=200, ge=0, le=1_000_000)
+    max_queue_delay_us: int = Field(default=5_000, ge=0, le=1_000_000)  # see BatchPolicy
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     instances: int = Field(default=1, ge=1, le=256)
     intra_op_threads: int = Field(default=1, ge=1, le=256)
