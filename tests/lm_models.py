@@ -9,6 +9,7 @@ run to `max_tokens` unless a test asks for the opposite.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from maas.generate.model import CausalLm, LmConfig, StepInputs, StepOutputs
 from maas.signature import Signature, TensorSpec
 
 OPSET = 18
@@ -237,3 +239,42 @@ class _LmGraph:
         model.ir_version = 10
         onnx.checker.check_model(model, full_check=True)
         return model
+
+
+class HeldModel:
+    """Wraps a real model; each step waits for `gate` (stands in for a slow model)."""
+
+    def __init__(self, model: CausalLm) -> None:
+        self.model = model
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+        self.shapes: list[tuple[int, int]] = []
+
+    @property
+    def config(self) -> LmConfig:
+        return self.model.config
+
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        self.entered.set()
+        self.gate.wait(30)
+        self.batches.append(inputs.input_ids.shape[0])
+        self.shapes.append(inputs.input_ids.shape)
+        return self.model.step(inputs)
+
+
+def greedy_by_recompute(model: CausalLm, prompt: list[int], count: int) -> list[int]:
+    """Greedy tokens computed without a cache: the whole prefix, batch of one, every step."""
+    ids = list(prompt)
+    cfg = model.config
+    empty = tuple(
+        np.zeros((1, cfg.heads, 0, cfg.head_dim), np.float32) for _ in range(2 * cfg.layers)
+    )
+    for _ in range(count):
+        n = len(ids)
+        inputs = StepInputs(
+            np.array([ids], np.int64), np.ones((1, n), np.int64), np.arange(n)[None], empty
+        )
+        ids.append(int(np.argmax(model.step(inputs).last_logits[0])))
+    return ids[len(prompt) :]

@@ -5,17 +5,16 @@ a cancelled sequence leaves within one step, deadlines end sequences."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
+from lm_models import HeldModel, greedy_by_recompute
 from prometheus_client import CollectorRegistry
 
 from maas.errors import DeadlineExceeded, InvalidInput, Unavailable
 from maas.generate.kvcache import cache_bytes
-from maas.generate.model import CausalLm, StepInputs, StepOutputs
+from maas.generate.model import CausalLm
 from maas.generate.sampling import SamplingParams
 from maas.generate.scheduler import Generation, GenerationLimits, Scheduler
 from maas.metrics.generation import GenerationMetrics
@@ -23,45 +22,6 @@ from maas.metrics.generation import GenerationMetrics
 pytestmark = pytest.mark.timeout(60)
 
 PROMPTS = ([5, 9, 14], [7], [20, 21, 22, 23, 24, 25, 26], [40, 41])
-
-
-class HeldModel:
-    """Wraps the real model; each step waits for `gate` (stands in for a slow model)."""
-
-    def __init__(self, model: CausalLm) -> None:
-        self.model = model
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-        self.batches: list[int] = []
-        self.shapes: list[tuple[int, int]] = []
-
-    @property
-    def config(self):  # type: ignore[no-untyped-def]
-        return self.model.config
-
-    def step(self, inputs: StepInputs) -> StepOutputs:
-        self.entered.set()
-        self.gate.wait(30)
-        self.batches.append(inputs.input_ids.shape[0])
-        self.shapes.append(inputs.input_ids.shape)
-        return self.model.step(inputs)
-
-
-def greedy_by_recompute(model: CausalLm, prompt: list[int], count: int) -> list[int]:
-    """Greedy tokens computed without a cache: the whole prefix, batch of one, every step."""
-    ids = list(prompt)
-    empty = tuple(
-        np.zeros((1, model.config.heads, 0, model.config.head_dim), np.float32)
-        for _ in range(2 * model.config.layers)
-    )
-    for _ in range(count):
-        n = len(ids)
-        inputs = StepInputs(
-            np.array([ids], np.int64), np.ones((1, n), np.int64), np.arange(n)[None], empty
-        )
-        ids.append(int(np.argmax(model.step(inputs).last_logits[0])))
-    return ids[len(prompt) :]
 
 
 async def collect(generation: Generation) -> list[int]:
@@ -102,7 +62,9 @@ def step_histogram(metrics: GenerationMetrics) -> tuple[float, float]:
     """(decode steps, sequences decoded in all) from the real histogram."""
     child = metrics.step_sequences.labels("tiny", "1")
     samples = {s.name: s.value for s in child.collect()[0].samples}
-    return samples["maas_generate_step_sequences_count"], samples["maas_generate_step_sequences_sum"]
+    return samples["maas_generate_step_sequences_count"], samples[
+        "maas_generate_step_sequences_sum"
+    ]
 
 
 async def test_batched_sequences_equal_their_own_recompute(

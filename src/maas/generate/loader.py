@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from maas.generate.model import CausalLm, LmConfig, check_graph_names
@@ -25,6 +25,7 @@ def load_generator(
     observer: GenerationObserver | None = None,
     intra_op_threads: int = 1,
     name: str = "",
+    on_stop: Callable[[], None] | None = None,
 ) -> TextGenerator:
     """Load the model, check it against its config, and start its scheduler.
 
@@ -36,6 +37,7 @@ def load_generator(
         observer: told about steps and tokens (metrics).
         intra_op_threads: onnxruntime threads inside one operator.
         name: `model:version`, for logs and messages.
+        on_stop: called when the generator stops.
 
     Raises:
         InvalidInput: the config, tokenizer or graph do not fit the contract.
@@ -52,4 +54,4 @@ def load_generator(
     )
     scheduler.start()
     log.info("generator.loaded", extra={"model": name, "context": lm_config.context})
-    return TextGenerator(tokenizer, scheduler, lm_config)
+    return TextGenerator(tokenizer, scheduler, lm_config, on_stop=on_stop)

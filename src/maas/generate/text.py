@@ -7,12 +7,12 @@ counts, finish reason) is read from the stream once it ended.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from maas.generate.model import LmConfig
 from maas.generate.sampling import SamplingParams
-from maas.generate.scheduler import FINISH_STOP, Generation, Scheduler
+from maas.generate.scheduler import FINISH_LENGTH, FINISH_STOP, Generation, Scheduler
 from maas.generate.tokenizer import Detokenizer, TextTokenizer
 
 
@@ -87,6 +87,19 @@ class TextStream:
         finally:
             self.close()
 
+    async def text(self) -> tuple[str, str]:
+        """The whole text and its finish reason, once generation ended.
+
+        Raises:
+            MaasError: as `deltas`.
+        """
+        parts: list[str] = []
+        reason = FINISH_LENGTH
+        async for delta in self.deltas():
+            parts.append(delta.text)
+            reason = delta.finish_reason or reason
+        return "".join(parts), reason
+
     def _find_stop(self) -> int | None:
         """Where the first stop string starts in the held text (None: nowhere)."""
         found = [i for i in (self._held.find(stop) for stop in self._stops) if i >= 0]
@@ -111,12 +124,21 @@ class TextGenerator:
         tokenizer: the model's tokenizer.
         scheduler: its started scheduler.
         config: its generation config.
+        on_stop: called once the scheduler stopped (to drop its metrics).
     """
 
-    def __init__(self, tokenizer: TextTokenizer, scheduler: Scheduler, config: LmConfig) -> None:
+    def __init__(
+        self,
+        tokenizer: TextTokenizer,
+        scheduler: Scheduler,
+        config: LmConfig,
+        *,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self.config = config
+        self._on_stop = on_stop
 
     def start(
         self, prompt_ids: Sequence[int], params: SamplingParams, *, deadline_s: float | None
@@ -133,3 +155,6 @@ class TextGenerator:
     def stop(self) -> None:
         """Stop the scheduler (running sequences end with 503)."""
         self.scheduler.stop()
+        if self._on_stop is not None:
+            self._on_stop()
+            self._on_stop = None

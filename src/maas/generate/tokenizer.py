@@ -104,7 +104,7 @@ def _compile_template(source: str) -> Any:
     def raise_exception(message: str) -> None:
         raise InvalidInput(f"chat template: {message}")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # noqa: S701  # a prompt, not HTML
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # a prompt, not HTML
     env.globals["raise_exception"] = raise_exception
     try:
         return env.from_string(source)

@@ -56,7 +56,10 @@ class GenerationMetrics:
             registry=registry,
         )
         self.running = Gauge(
-            "maas_generate_running_sequences", "Sequences generating now.", labels, registry=registry
+            "maas_generate_running_sequences",
+            "Sequences generating now.",
+            labels,
+            registry=registry,
         )
         self.waiting = Gauge(
             "maas_generate_waiting_sequences",

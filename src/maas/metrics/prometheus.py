@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from maas.batching.batcher import BatchTiming
+from maas.metrics.generation import GenerationMetrics
 from maas.metrics.statistics import ModelStatistics
 
 # Latency buckets from 50 µs (one small batch) to 10 s (a stuck request).
@@ -86,6 +87,7 @@ class ServingMetrics:
         self.models_loaded = Gauge(
             "maas_models_loaded", "Model versions loaded and serving.", registry=registry
         )
+        self.generation = GenerationMetrics(registry)
 
     def for_version(self, model: str, version: str) -> VersionMetrics:
         """The metric children and statistics of one loaded version."""

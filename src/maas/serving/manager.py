@@ -174,7 +174,7 @@ class ModelManager:
         try:
             policy = await asyncio.to_thread(policy_for_version, self._config, self._registry, mv)
             loaded = await asyncio.to_thread(
-                load_version, self._registry, mv, policy, self._dp.metrics
+                load_version, self._registry, mv, policy, self._dp.metrics, self._config.generation
             )
         except Exception as err:  # a missing file, a digest mismatch, a model ORT refuses
             self._fail(key, f"load failed: {err}", err)
@@ -182,7 +182,7 @@ class ModelManager:
         try:
             await self._warm_up(loaded)
         except MaasError as err:
-            await asyncio.to_thread(loaded.batcher.stop)
+            await asyncio.to_thread(loaded.stop)
             self._fail(key, f"warm-up failed: {err}", err)
             return None
         self._failed.pop(key, None)
@@ -216,7 +216,7 @@ class ModelManager:
         deadline = time.monotonic() + self._config.request_timeout_s
         while loaded.in_flight.count > 0 and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
-        await asyncio.to_thread(loaded.batcher.stop)
+        await asyncio.to_thread(loaded.stop)
         with contextlib.suppress(KeyError):
             self._dp.metrics.queue_depth.remove(loaded.name, loaded.version)
         log.info("version.unloaded", extra={"model": loaded.name, "version": loaded.version})

@@ -26,6 +26,8 @@ from maas.serving.routing import ModelRoute
 from maas.signature import V2_TO_NUMPY, Signature
 
 if TYPE_CHECKING:
+    from maas.generate.scheduler import GenerationLimits
+    from maas.generate.text import TextGenerator
     from maas.registry.versions import ModelVersion  # the registry package is heavy to import
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class ModelSource(Protocol):
     def get(self, name: str, ref: str = "latest") -> ModelVersion: ...
 
     def read_artifact(self, mv: ModelVersion) -> bytes: ...
+
+    def read_file(self, mv: ModelVersion, filename: str) -> bytes: ...
 
 
 class NamedModel(Protocol):
@@ -65,7 +69,8 @@ class InFlight:
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """One model version ready to answer: its facts, policy, batcher and metrics."""
+    """One model version ready to answer: its facts, policy, batcher and metrics (and, for a
+    generative version, its text generator)."""
 
     model: ModelVersion
     policy: BatchPolicy
@@ -73,6 +78,13 @@ class LoadedVersion:
     metrics: VersionMetrics
     is_batchable: bool
     in_flight: InFlight = field(default_factory=InFlight, compare=False)
+    generator: TextGenerator | None = field(default=None, compare=False)
+
+    def stop(self) -> None:
+        """Stop its batcher (which finishes what it has queued) and its generator."""
+        self.batcher.stop()
+        if self.generator is not None:
+            self.generator.stop()
 
     @property
     def name(self) -> str:
@@ -218,7 +230,7 @@ class ModelRepository:
     def close(self) -> None:
         """Stop every batcher (each finishes what it has queued)."""
         for loaded in self:
-            loaded.batcher.stop()
+            loaded.stop()
 
 
 def _build_table(loaded: Sequence[LoadedVersion]) -> RoutingTable:
@@ -264,9 +276,18 @@ def select_versions(
 
 
 def load_version(
-    source: ModelSource, mv: ModelVersion, policy: BatchPolicy, metrics: ServingMetrics
+    source: ModelSource,
+    mv: ModelVersion,
+    policy: BatchPolicy,
+    metrics: ServingMetrics,
+    generation: GenerationLimits | None = None,
 ) -> LoadedVersion:
-    """Read, load and warm one version's runners, and start its batcher."""
+    """Read, load and warm one version's runners, and start its batcher (a generative version:
+    its scheduler, `serving.generative`, under the `generation` limits)."""
+    from maas.serving.generative import generation_config_of, load_generative_version
+
+    if generation_config_of(mv.lineage) is not None:
+        return load_generative_version(source, mv, policy, metrics, generation)
     model_bytes = source.read_artifact(mv)
     is_batchable = is_batchable_signature(mv.signature)
     if not is_batchable and policy.max_batch_size != 1:

@@ -53,10 +53,10 @@ def build_data_plane(
     try:
         for mv in select_versions(registry, models, config):
             policy = policy_for_version(config, registry, mv)  # settings or tuned with mv
-            loaded.append(load_version(registry, mv, policy, metrics))
+            loaded.append(load_version(registry, mv, policy, metrics, config.generation))
     except BaseException:
         for item in loaded:
-            item.batcher.stop()
+            item.stop()
         raise
     return DataPlane(ModelRepository(loaded), metrics, config)
 
