@@ -323,16 +323,17 @@ class Scheduler:
     def _next_step(self) -> _Plan | None:
         """Wait for work, drop what left, admit what fits; None when stopping."""
         with self._cond:
-            while not self._running and not self._waiting and not self._stopping:
-                self._cond.wait()
-            if self._stopping:
-                self._end_all()
-                return None
-            ended = self._drop_departed()
+            while True:
+                while not self._running and not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    self._end_all()
+                    return None
+                _deliver(self._drop_departed())
+                if self._running or self._waiting:
+                    break  # else everyone left: wait again rather than run an empty step
             decoding = list(self._running)
-            admitted = self._admit()
-        _deliver(ended)
-        return _Plan(admitted, decoding)
+            return _Plan(self._admit(), decoding)
 
     def _drop_departed(self) -> list[tuple[Generation, TokenEvent]]:
         """Remove cancelled and expired sequences (lock held); the expired get 504."""

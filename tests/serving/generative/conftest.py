@@ -6,12 +6,12 @@ can be held (to fill queues and cut clients off at a known step)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 from lm_models import HeldModel, TinyLm, build_tiny_lm
 from onnx_models import build_classifier
 from prometheus_client import CollectorRegistry
+from served_lm import LM_NAME, Served
 
 from maas.batching.batcher import Batcher
 from maas.batching.policy import BatchPolicy
@@ -28,8 +28,6 @@ from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
 from maas.serving.rest.server import RestServer
 from maas.serving.server import build_data_plane
-
-LM_NAME = "tinygpt"
 
 
 @pytest.fixture(scope="session")
@@ -69,20 +67,6 @@ def gen_registry(tmp_path_factory: pytest.TempPathFactory, tiny_lm: TinyLm) -> I
     registry.register("iris", classifier.model_bytes, signature=classifier.signature)
     yield registry
     registry.close()
-
-
-@dataclass
-class Served:
-    """A running REST server and what it serves."""
-
-    url: str
-    data_plane: DataPlane
-
-    @property
-    def scheduler(self) -> Scheduler:
-        generator = self.data_plane.repository.resolve(LM_NAME).generator
-        assert generator is not None
-        return generator.scheduler
 
 
 async def _serve(data_plane: DataPlane) -> AsyncIterator[Served]:

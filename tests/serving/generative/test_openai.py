@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import openai
 import pytest
-from conftest import LM_NAME, Served
 from lm_models import greedy_by_recompute
+from served_lm import LM_NAME, Served
 
 from maas.generate.model import CausalLm
 from maas.generate.tokenizer import ChatMessage, TextTokenizer
