@@ -7,7 +7,7 @@ counts, finish reason) is read from the stream once it ended.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 from maas.generate.model import LmConfig
@@ -59,7 +59,7 @@ class TextStream:
         """Stop generating (the client left, or the text is complete)."""
         self._generation.cancel()
 
-    async def deltas(self) -> AsyncIterator[TextDelta]:
+    async def deltas(self) -> AsyncGenerator[TextDelta, None]:
         """Text as it becomes safe to show (all but a tail that could start a stop string);
         the last delta carries the finish reason.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,7 +239,7 @@ async def _chat_events(job: _Job) -> AsyncIterator[bytes]:
     yield DONE_EVENT
 
 
-async def _pieces(job: _Job) -> AsyncIterator[_Piece]:
+async def _pieces(job: _Job) -> AsyncGenerator[_Piece, None]:
     """The stream's text as pieces; a failure is the last piece. However the iteration ends
     (a client that left closes it), the sequence stops."""
     stream = job.stream
