@@ -249,8 +249,16 @@ class HeldModel:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        self.permits: threading.Semaphore | None = None  # when set: one permit per step
         self.batches: list[int] = []
         self.shapes: list[tuple[int, int]] = []
+
+    def allow_steps(self, count: int) -> None:
+        """From now on run the model only as often as allowed: `count` more runs (a prefill and
+        a decode step are one run each)."""
+        if self.permits is None:
+            self.permits = threading.Semaphore(0)
+        self.permits.release(count)
 
     @property
     def config(self) -> LmConfig:
@@ -259,6 +267,8 @@ class HeldModel:
     def step(self, inputs: StepInputs) -> StepOutputs:
         self.entered.set()
         self.gate.wait(30)
+        if self.permits is not None:
+            self.permits.acquire(timeout=30)
         self.batches.append(inputs.input_ids.shape[0])
         self.shapes.append(inputs.input_ids.shape)
         return self.model.step(inputs)

@@ -16,7 +16,8 @@ from maas.errors import DeadlineExceeded, InvalidInput, Unavailable
 from maas.generate.kvcache import cache_bytes
 from maas.generate.model import CausalLm
 from maas.generate.sampling import SamplingParams
-from maas.generate.scheduler import Generation, GenerationLimits, Scheduler
+from maas.generate.scheduler import GenerationLimits, Scheduler
+from maas.generate.sequence import Generation
 from maas.metrics.generation import GenerationMetrics
 
 pytestmark = pytest.mark.timeout(60)
@@ -68,10 +69,12 @@ def step_histogram(metrics: GenerationMetrics) -> tuple[float, float]:
 
 
 async def test_batched_sequences_equal_their_own_recompute(
-    scheduler: Scheduler, causal_lm: CausalLm, metrics: GenerationMetrics
+    scheduler: Scheduler, held: HeldModel, causal_lm: CausalLm, metrics: GenerationMetrics
 ) -> None:
     greedy = SamplingParams(max_tokens=10, temperature=0.0)
+    held.gate.clear()  # all four are queued before any step runs
     generations = [scheduler.submit(p, greedy, deadline_s=None) for p in PROMPTS]
+    held.gate.set()
     results = await asyncio.gather(*(collect(g) for g in generations))
     for prompt, tokens in zip(PROMPTS, results, strict=True):
         assert tokens == greedy_by_recompute(causal_lm, prompt, 10)
@@ -106,25 +109,24 @@ async def test_cancelled_sequence_leaves_within_one_step(
     scheduler: Scheduler, held: HeldModel
 ) -> None:
     params = SamplingParams(max_tokens=100, temperature=0.0)
+    held.gate.clear()  # both are queued before anything runs
     keeper = asyncio.ensure_future(collect(scheduler.submit(PROMPTS[0], params, deadline_s=None)))
     victim = scheduler.submit(PROMPTS[1], params, deadline_s=None)
-
-    async def read_two() -> None:
-        async for _ in victim.events():
-            pass
-
-    reading = asyncio.ensure_future(read_two())
-    while len(victim.output_ids) < 3:
+    held.allow_steps(6)  # six model runs (prefills and decode steps), then the worker waits
+    held.gate.set()
+    reading = asyncio.ensure_future(collect(victim))
+    while len(victim.output_ids) < 2:
         await asyncio.sleep(0.005)
-    reading.cancel()
+    reading.cancel()  # the client goes away while the worker waits for its next step
     with pytest.raises(asyncio.CancelledError):
         await reading
+    held.allow_steps(1000)
     await keeper
     assert victim.cancelled_at_step is not None
     assert victim.left_at_step is not None
     assert victim.left_at_step - victim.cancelled_at_step <= 1
     assert victim.finish_reason == "cancelled"
-    assert len(victim.output_ids) < 100
+    assert len(victim.output_ids) <= 7
     assert scheduler.running == 0
     assert scheduler.kv_cache_bytes == 0
 
@@ -185,13 +187,18 @@ def test_requests_that_cannot_fit_are_refused(
 
 async def test_stop_ends_every_sequence_with_503(held: HeldModel) -> None:
     scheduler = make_scheduler(held, max_running=1)
-    held.gate.clear()
+    held.allow_steps(1)  # the first prefill, then the worker waits
     params = SamplingParams(max_tokens=50, temperature=0.0)
     generations = [scheduler.submit(PROMPTS[0], params, deadline_s=None) for _ in range(2)]
     stopping = asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
-    await asyncio.sleep(0.05)
-    held.gate.set()
+    while True:  # until the scheduler refuses new work: it is stopping
+        try:
+            scheduler.submit(PROMPTS[0], params, deadline_s=None).cancel()
+        except Unavailable:
+            break
+        await asyncio.sleep(0.005)
+    held.allow_steps(100)
     await stopping
     for generation in generations:
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable, match="shutting down"):
             await collect(generation)

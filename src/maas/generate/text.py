@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from maas.generate.model import LmConfig
 from maas.generate.sampling import SamplingParams
-from maas.generate.scheduler import FINISH_LENGTH, FINISH_STOP, Generation, Scheduler
+from maas.generate.scheduler import FINISH_LENGTH, FINISH_STOP, Scheduler
+from maas.generate.sequence import Generation
 from maas.generate.tokenizer import Detokenizer, TextTokenizer
 
 

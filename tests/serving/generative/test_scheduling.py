@@ -87,6 +87,7 @@ async def test_disconnected_client_stops_its_sequence_within_one_step(
     served, held = held_served
     scheduler = served.scheduler
     body = {"model": LM_NAME, "prompt": PROMPT, "max_tokens": 90, "stream": True}
+    held.allow_steps(3)  # the prefill and two decode steps, then the worker waits
     async with (
         httpx.AsyncClient(base_url=served.url) as http,
         http.stream("POST", "/v1/completions", json=body) as response,
@@ -95,7 +96,6 @@ async def test_disconnected_client_stops_its_sequence_within_one_step(
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 break  # the first token came
-        held.gate.clear()  # the next step waits
     # The client is gone. Once the server has noticed, no more steps run for it than one.
 
     async def noticed() -> bool:
@@ -104,7 +104,7 @@ async def test_disconnected_client_stops_its_sequence_within_one_step(
 
     await wait_for(noticed)
     steps_at_cancel = scheduler.steps
-    held.gate.set()
+    held.allow_steps(1000)
 
     async def left() -> bool:
         return scheduler.running == 0
@@ -112,7 +112,7 @@ async def test_disconnected_client_stops_its_sequence_within_one_step(
     await wait_for(left)
     assert scheduler.steps - steps_at_cancel <= 1
     metrics = await scrape(served.url)
-    assert sample(metrics, "maas_generate_output_tokens_total") < 10  # far from 90
+    assert sample(metrics, "maas_generate_output_tokens_total") <= 4  # far from 90
     assert sample(metrics, "maas_generate_kv_cache_bytes") == 0
 
 
