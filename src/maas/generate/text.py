@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
+from maas.errors import InvalidInput
 from maas.generate.model import LmConfig
 from maas.generate.sampling import SamplingParams
 from maas.generate.scheduler import FINISH_LENGTH, FINISH_STOP, Scheduler
@@ -118,6 +119,10 @@ def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
+MAX_PROMPT_CHARS_PER_TOKEN = 16  # far above any tokenizer's average (about 4): a longer prompt
+# cannot fit the context, and is refused before the tokenizer spends time on it
+
+
 class TextGenerator:
     """Text generation for one loaded causal LM.
 
@@ -140,6 +145,21 @@ class TextGenerator:
         self.scheduler = scheduler
         self.config = config
         self._on_stop = on_stop
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """The prompt's tokens.
+
+        Raises:
+            InvalidInput: the text is far too long for the context (checked before tokenizing).
+        """
+        context = self.config.context
+        limit = context * MAX_PROMPT_CHARS_PER_TOKEN
+        if len(text) > limit:
+            raise InvalidInput(
+                f"the prompt has {len(text)} characters; the model's context of {context} "
+                f"tokens allows at most {limit}"
+            )
+        return self.tokenizer.encode(text)
 
     def start(
         self, prompt_ids: Sequence[int], params: SamplingParams, *, deadline_s: float | None

@@ -182,6 +182,20 @@ async def test_too_long_prompt_is_400_saying_the_limits(client: openai.AsyncOpen
     assert "max_tokens is 5" in err.body["message"]
 
 
+async def test_a_huge_prompt_is_refused_before_tokenizing(served: Served) -> None:
+    prompt = "x" * (128 * 16 + 1)
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        chat = await http.post(
+            "/v1/chat/completions",
+            json={"model": LM_NAME, "messages": [{"role": "user", "content": prompt}]},
+        )
+        v2 = await http.post(f"/v2/models/{LM_NAME}/generate", json={"text_input": prompt})
+    assert chat.status_code == 400
+    assert "allows at most 2048" in chat.json()["error"]["message"]
+    assert v2.status_code == 400
+    assert "characters" in v2.json()["error"]
+
+
 async def test_max_tokens_past_the_cap_is_400(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="this server allows at most 100"):
         await client.completions.create(model=LM_NAME, prompt=PROMPT, max_tokens=101)

@@ -67,7 +67,7 @@ class GenerateHandlers:
             self._dp.repository, model_name(request), request.version
         )
         body = parse_body(GenerateBody, request.body)
-        ids = generator.tokenizer.encode(body.text_input)
+        ids = generator.encode_prompt(body.text_input)
         given = body.parameters
         room = generator.config.context - len(ids)
         max_tokens = given.max_tokens or max(1, min(COMPLETION_DEFAULT_MAX_TOKENS, room))

@@ -116,7 +116,7 @@ class OpenAiHandlers:
         body = parse_body(CompletionBody, request.body)
         loaded, generator = self._generator(body.model, request)
         prompt = body.prompt_text_or_ids()
-        ids = generator.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
+        ids = generator.encode_prompt(prompt) if isinstance(prompt, str) else prompt
         _check_ids(ids, generator)
         room = generator.config.context - len(ids)
         max_tokens = body.max_tokens or max(1, min(COMPLETION_DEFAULT_MAX_TOKENS, room))
@@ -132,7 +132,7 @@ class OpenAiHandlers:
         body = parse_body(ChatBody, request.body)
         loaded, generator = self._generator(body.model, request)
         messages = [message.message() for message in body.messages]
-        ids = generator.tokenizer.encode(generator.tokenizer.render_chat(messages))
+        ids = generator.encode_prompt(generator.tokenizer.render_chat(messages))
         room = generator.config.context - len(ids)
         cap = generator.scheduler.limits.max_tokens
         max_tokens = body.requested_max_tokens or max(1, min(cap, room))
