@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from maas.batching.batcher import BatchTiming
+from maas.metrics.generation import GenerationMetrics
 from maas.metrics.statistics import ModelStatistics
 
 # Latency buckets from 50 µs (one small batch) to 10 s (a stuck request).
@@ -108,6 +109,7 @@ class ServingMetrics:
             registry=registry,
             multiprocess_mode="livemax",  # every worker loads the same versions
         )
+        self.generation = GenerationMetrics(registry)
 
     def for_version(self, model: str, version: str) -> VersionMetrics:
         """The metric children and statistics of one loaded version."""

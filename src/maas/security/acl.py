@@ -51,6 +51,9 @@ ENDPOINT_ACTIONS: dict[str, Action] = {
     "tfserving_predict": Action.INFER,
     "sagemaker_invocations": Action.INFER,
     "torchserve_predictions": Action.INFER,
+    # The OpenAI API names its model in the body: admission authenticates (and rate-limits)
+    # the caller, and the handler checks infer:MODEL once it has read the body.
+    "openai_generate": Action.AUTHENTICATED,
     "metrics": Action.METRICS,
     "repository_load": Action.ADMIN,
     "repository_unload": Action.ADMIN,

@@ -24,6 +24,7 @@ from maas.errors import MaasError
 from maas.metrics.prometheus import ServingMetrics
 from maas.metrics.rollout import RolloutMetrics
 from maas.runtime.runner import ModelRunner
+from maas.serving.generative import generation_config_of, load_generative_version
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelSource
 from maas.serving.tuned import policy_for_version
@@ -101,6 +102,11 @@ class VersionLoader:
         key = (mv.name, mv.version)
         try:
             policy = policy_for_version(self.config, self._source, mv)
+            if generation_config_of(mv.lineage) is not None:  # a causal LM: its own scheduler
+                generative = load_generative_version(
+                    self._source, mv, policy, self.metrics, self.config.generation
+                )
+                return self._loaded(mv, generative)
             policy, runners = open_runners(self._source, mv, policy)
         except Exception as err:  # a missing file, a digest mismatch, a model ORT refuses
             self._refuse(key, f"load failed: {err}", err)
@@ -113,8 +119,10 @@ class VersionLoader:
                 runner.close()
             self._refuse(key, f"warm-up failed: {err}", err)
             return None
-        loaded = start_version(mv, policy, runners, self.metrics)
-        self._failures.pop(key, None)
+        return self._loaded(mv, start_version(mv, policy, runners, self.metrics))
+
+    def _loaded(self, mv: ModelVersion, loaded: LoadedVersion) -> LoadedVersion:
+        self._failures.pop((mv.name, mv.version), None)
         self.rollout.on_loaded(mv.name, str(mv.version))
         return loaded
 

@@ -185,7 +185,7 @@ class ModelManager:
         deadline = time.monotonic() + self._config.request_timeout_s
         while loaded.in_flight.count > 0 and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
-        await asyncio.to_thread(loaded.batcher.stop)
+        await asyncio.to_thread(loaded.stop)
         with contextlib.suppress(KeyError):
             self._metrics.queue_depth.remove(loaded.name, loaded.version)
         log.info("version.unloaded", extra={"model": loaded.name, "version": loaded.version})

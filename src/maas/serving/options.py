@@ -13,6 +13,7 @@ from maas.config import (
     VersionPolicyConfig,
     load_serve_file,
 )
+from maas.generate.scheduler import GenerationLimits
 
 _POLICY_FIELDS = (
     "max_batch_size",
@@ -67,6 +68,8 @@ class ServingConfig:
             configuration stored with a version never overrides them.
         model_fields: model name -> the batching fields its serve-file entry sets (which a
             tuned configuration does not override either).
+        generation: bounds of every generative version's scheduler (batch cap, waiting
+            queue, KV-cache budget, the `max_tokens` cap).
     """
 
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
@@ -81,6 +84,7 @@ class ServingConfig:
     fixed_fields: frozenset[str] = frozenset()
     model_fields: dict[str, frozenset[str]] = field(default_factory=dict)
     max_response_bytes: int = 64 * 1024 * 1024
+    generation: GenerationLimits = field(default_factory=GenerationLimits)
 
     def pinned_fields(self, model: str) -> frozenset[str]:
         """The batching fields of `model` that a tuned configuration must leave alone."""

@@ -22,6 +22,8 @@ from maas.serving.options import ServingConfig
 from maas.serving.routing import ModelRoute
 
 if TYPE_CHECKING:
+    from maas.generate.scheduler import GenerationLimits
+    from maas.generate.text import TextGenerator
     from maas.registry.versions import ModelVersion  # the registry package is heavy to import
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class ModelSource(Protocol):
     def get(self, name: str, ref: str = "latest") -> ModelVersion: ...
 
     def read_artifact(self, mv: ModelVersion) -> bytes: ...
+
+    def read_file(self, mv: ModelVersion, filename: str) -> bytes: ...
 
 
 class NamedModel(Protocol):
@@ -61,7 +65,8 @@ class InFlight:
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """One model version ready to answer: its facts, policy, batcher and metrics."""
+    """One model version ready to answer: its facts, policy, batcher and metrics (and, for a
+    generative version, its text generator)."""
 
     model: ModelVersion
     policy: BatchPolicy
@@ -69,6 +74,13 @@ class LoadedVersion:
     metrics: VersionMetrics
     is_batchable: bool
     in_flight: InFlight = field(default_factory=InFlight, compare=False)
+    generator: TextGenerator | None = field(default=None, compare=False)
+
+    def stop(self) -> None:
+        """Stop its batcher (which finishes what it has queued) and its generator."""
+        self.batcher.stop()
+        if self.generator is not None:
+            self.generator.stop()
 
     @property
     def name(self) -> str:
@@ -244,7 +256,7 @@ class ModelRepository:
     def close(self) -> None:
         """Stop every batcher (each finishes what it has queued)."""
         for loaded in self:
-            loaded.batcher.stop()
+            loaded.stop()
 
 
 def _build_table(

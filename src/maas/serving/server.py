@@ -79,7 +79,7 @@ def build_data_plane(
                 loaded.append(item)
     except BaseException:
         for item in loaded:
-            item.batcher.stop()
+            item.stop()
         raise
     if not loaded and loader.failures:
         raise next(iter(loader.failures.values())).error

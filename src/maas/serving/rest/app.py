@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from maas.errors import ErrorCode, MaasError, ResourceExhausted, Unavailable
@@ -107,9 +108,36 @@ class RestApp:
         out.extend(reply.headers)
         if unfinished is not None or exchange.is_held_back:
             out.append(CLOSE)  # the body was not read: the connection cannot be reused
-        protocol.response_bytes(reply.status, out, reply.body)
+        if reply.stream is None:
+            protocol.response_bytes(reply.status, out, reply.body)
+        else:
+            await self._send_stream(protocol, reply.status, out, reply.stream)
         if unfinished is not None:
             unfinished.cancel()  # only after the answer: cancelling breaks the stream it uses
+
+    async def _send_stream(
+        self,
+        protocol: Any,
+        status: int,
+        headers: list[tuple[str, str]],
+        chunks: AsyncIterator[bytes],
+    ) -> None:
+        """Send a streamed body chunk by chunk until it ends or the client goes away; either
+        way the stream is closed (a generator's `finally` stops its work)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        transport = protocol.response_stream(status, headers)
+        sending = asyncio.create_task(_send_all(transport, chunks))
+        gone = asyncio.create_task(_client_gone(protocol))
+        try:
+            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sending, gone):
+                waiter.cancel()
+            await asyncio.gather(sending, gone, return_exceptions=True)
+            if task is not None:
+                self.in_flight.discard(task)
 
     async def _answer(
         self, scope: Scope, protocol: Any, headers: Headers, request_id: str, exchange: _Exchange
@@ -231,6 +259,24 @@ class _Exchange:
             await asyncio.wait({reading}, timeout=DRAIN_IDLE_S)
         reading.add_done_callback(_drop_outcome)  # a broken stream is nothing to report
         return None if reading.done() else reading
+
+
+async def _client_gone(protocol: Any) -> None:
+    """Return once the client closed its connection (granian's awaitable, in a task)."""
+    await protocol.client_disconnect()
+
+
+async def _send_all(transport: Any, chunks: AsyncIterator[bytes]) -> None:
+    """Write every chunk; the iterator is closed however this ends."""
+    try:
+        async for chunk in chunks:
+            await transport.send_bytes(chunk)
+    except Exception as err:  # the connection broke under us: nothing left to answer
+        log.info("response.stream_broken", extra={"error": str(err)})
+    finally:
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 def _drop_outcome(task: asyncio.Task[list[bytes] | None]) -> None:

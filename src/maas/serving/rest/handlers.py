@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,12 +39,14 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP response to send: status, body, content type and extra headers."""
+    """An HTTP response to send: status, body, content type and extra headers; a streamed
+    response has `stream` (its chunks, sent as they come) instead of a body."""
 
     status: int
     body: bytes
     content_type: str = JSON_TYPE
     headers: tuple[tuple[str, str], ...] = ()
+    stream: AsyncIterator[bytes] | None = None
 
 
 class Headers(Protocol):

@@ -1,0 +1,1 @@
+"""Generative models: tokenizer, KV cache, sampling and the continuous-batching scheduler."""
