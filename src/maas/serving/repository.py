@@ -22,7 +22,6 @@ from maas.serving.options import ServingConfig
 from maas.serving.routing import ModelRoute
 
 if TYPE_CHECKING:
-    from maas.generate.scheduler import GenerationLimits
     from maas.generate.text import TextGenerator
     from maas.registry.versions import ModelVersion  # the registry package is heavy to import
 

@@ -15,9 +15,8 @@ from maas.errors import InvalidInput
 from maas.generate.sampling import SamplingParams
 from maas.registry.store import Registry
 from maas.serving.generative import find_generator
-from maas.serving.manager import ModelManager
 from maas.serving.options import ServingConfig
-from maas.serving.server import build_data_plane
+from maas.serving.server import build_data_plane, build_serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,10 +84,8 @@ async def test_the_manager_picks_up_and_unloads_a_generative_version(
     }
     registry.register("lm", tiny_lm.model_bytes, **register)  # type: ignore[arg-type]
     config = ServingConfig(poll_interval_s=0)
-    data_plane = await asyncio.to_thread(
-        build_data_plane, registry, ["lm"], config, CollectorRegistry()
-    )
-    manager = ModelManager(registry, data_plane, ["lm"])
+    serving = build_serving(registry, config, ["lm"], CollectorRegistry())
+    data_plane, manager = serving.data_plane, serving.manager
     try:
         await manager.start()
         before = generator_threads()
