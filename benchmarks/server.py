@@ -69,9 +69,16 @@ class ServerProcess:
         return found
 
     def success_count(self, model: str) -> int:
-        """Requests the model has answered successfully, over all workers (from `/metrics`)."""
-        with urllib.request.urlopen(self.http_url + "/metrics", timeout=5) as answer:  # noqa: S310  # our own loopback server
-            text = answer.read().decode()
+        """Requests the model has answered successfully, over all workers (from `/metrics`;
+        a server without it, the reference, from its Triton statistics)."""
+        try:
+            with urllib.request.urlopen(self.http_url + "/metrics", timeout=5) as answer:  # noqa: S310  # our own loopback server
+                text = answer.read().decode()
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+            stats = self.get_json(f"/v2/models/{model}/stats")
+            return sum(int(m["inference_stats"]["success"]["count"]) for m in stats["model_stats"])
         return int(
             sum(
                 sample.value
