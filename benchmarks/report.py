@@ -95,8 +95,19 @@ def write_report(m: Measurements, path: Path) -> None:
         *workers_section(m.served, m.workers),
         *_overhead(m),
         *_notes(m),
+        *_kept_notes(),
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+KEPT_NOTES = Path(__file__).with_name("kept_notes.md")  # hand-written measurements, kept as is
+
+
+def _kept_notes() -> list[str]:
+    """Measurements made by hand (their commands are in the text), appended to every report."""
+    if not KEPT_NOTES.exists():
+        return []
+    return ["", *KEPT_NOTES.read_text().rstrip("\n").split("\n")]
 
 
 def _setup(m: Measurements) -> list[str]:
