@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench]'
 	touch $(STAMP)
 
 quickstart: $(STAMP)
@@ -35,8 +35,10 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src src/maas/protocol/proto/grpc_service.proto
 	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' src/maas/protocol/proto/grpc_service_pb2.py
 
+# The bench extra (installed with the venv) holds the reference server's FastAPI and uvicorn.
+# BENCH_ARGS for a shorter run, e.g. BENCH_ARGS="--models mlp --window-ms 1000 --workers 1".
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # About five minutes of fuzzing: the REST API from its OpenAPI document against a live server,
 # and the tensor decoders, with many more (and fresh random) examples than `make test` runs.

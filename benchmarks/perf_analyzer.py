@@ -40,6 +40,7 @@ class PerfResult:
     p99_ms: float
     is_stable: bool = True
     server_cpu_us: float | None = None  # server CPU time per answered request, all threads
+    server_cpu_share: float | None = None  # server CPU seconds per second over the whole run
 
 
 def perf_analyzer_command(cache: Path) -> list[str]:
@@ -80,11 +81,15 @@ def run_perf_analyzer(
     """Run one measurement and read its CSV report.
 
     Raises:
-        RuntimeError: perf_analyzer failed (its output is in the message).
+        RuntimeError: perf_analyzer failed (its output is in the message) or ran over
+            `timeout_s`.
     """
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
     full = [*prefix, *command, *args, "-f", str(csv_path)]
-    done = subprocess.run(full, capture_output=True, text=True, timeout=timeout_s, check=False)
+    try:
+        done = subprocess.run(full, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise RuntimeError(f"perf_analyzer ran over {timeout_s:.0f} s: {' '.join(full)}") from err
     if done.returncode != 0 or not csv_path.exists():
         tail = (done.stdout + done.stderr)[-2000:]
         raise RuntimeError(f"perf_analyzer failed ({done.returncode}): {' '.join(full)}\n{tail}")

@@ -14,6 +14,7 @@ import onnxruntime
 
 from benchmarks.inprocess import InProcessResult
 from benchmarks.perf_analyzer import PerfResult
+from benchmarks.report_compare import Workers, reference_section, workers_section
 
 GOAL_RATIO = {  # share of the in-process reference that 64 clients must reach
     ("mlp", "rest-json"): 0.5,
@@ -43,6 +44,9 @@ class Measurements:
     command: str
     duration_s: float
     load_average: tuple[float, float]  # 1-minute load average before and after the run
+    reference_served: dict[str, dict[str, dict[int, PerfResult]]]  # the FastAPI app, same layout
+    reference_server: str  # its frameworks and versions
+    workers: Workers
 
     def reference(self, model: str) -> InProcessResult:
         """What served throughput is compared with: batch 1 for the MLP, the best batch for
@@ -61,7 +65,8 @@ def write_report(m: Measurements, path: Path) -> None:
         "",
         "How fast `maas serve` answers compared with calling onnxruntime in-process, over REST",
         "JSON, REST with the binary tensor extension, gRPC `ModelInfer` (one call per request)",
-        "and gRPC `ModelStreamInfer` (perf_analyzer `--streaming`: one stream per client).",
+        "and gRPC `ModelStreamInfer` (perf_analyzer `--streaming`: one stream per client), and",
+        "compared with a hand-written FastAPI server measured in the same run on the same core.",
         "Made by:",
         "",
         "```",
@@ -86,10 +91,23 @@ def write_report(m: Measurements, path: Path) -> None:
         "",
         *_goals_table(m),
         "",
+        *reference_section(m.served, m.reference_served, m.reference_server),
+        *workers_section(m.served, m.workers),
         *_overhead(m),
         *_notes(m),
+        *_kept_notes(),
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+KEPT_NOTES = Path(__file__).with_name("kept_notes.md")  # hand-written measurements, kept as is
+
+
+def _kept_notes() -> list[str]:
+    """Measurements made by hand (their commands are in the text), appended to every report."""
+    if not KEPT_NOTES.exists():
+        return []
+    return ["", *KEPT_NOTES.read_text().rstrip("\n").split("\n")]
 
 
 def _setup(m: Measurements) -> list[str]:
@@ -249,10 +267,12 @@ def _notes(m: Measurements) -> list[str]:
         "- One core serves (`taskset -c 0`) and the other drives the load (`taskset -c 1`): the",
         "  server's event loop, decoding, batching and onnxruntime all share one core, so",
         "  per-request Python work competes with model compute.",
-        "- Server CPU µs/req is the server process's CPU time (all threads) over the requests it",
-        "  answered during that run. The CPU ceiling, 1e6 divided by it, is the throughput the",
-        "  server would reach with core 0 to itself; it is steadier than the measured rate when",
-        "  other work shares the machine.",
+        "- Server CPU µs/req is the CPU time of the server's process tree (all threads, psutil)",
+        "  over the requests it answered during that run. The CPU ceiling, 1e6 divided by it, is",
+        "  the throughput the server would reach with core 0 to itself; it is steadier than the",
+        "  measured rate when other work shares the machine.",
+        "- The reference FastAPI server runs after `maas serve`, on the same core with the same",
+        "  perf_analyzer settings; only one server runs at a time.",
         "- perf_analyzer reads its inputs from a file of normal random rows: its own random data",
         "  is random bits, NaN included, which JSON cannot carry.",
         '- "One batch\'s compute" in the p99 goal is the in-process time of a batch of',
@@ -268,8 +288,9 @@ def _notes(m: Measurements) -> list[str]:
         "from PyPI and, when the system glibc is older than 2.38, Debian 13's `libc6`,",
         "`libstdc++6` and `libgcc-s1` through apt-get with a private configuration; both are",
         "unpacked under `bench-results/tools/` and reused afterwards. Nothing is installed",
-        "system-wide. A run takes about five minutes; `--window-ms`, `--inprocess-s` and",
-        "`--concurrency` (see `python -m benchmarks.run --help`) make it shorter.",
+        f"system-wide. This run took {m.duration_s / 60:.1f} minutes; `--window-ms`,",
+        "`--inprocess-s`, `--concurrency`, `--models` and `--workers 1` (see",
+        "`python -m benchmarks.run --help`; `make bench BENCH_ARGS=...`) make it shorter.",
     ]
 
 

@@ -1,4 +1,5 @@
-"""Register the benchmark models in a fresh registry and run `maas serve` pinned to one core."""
+"""Register the benchmark models in a fresh registry and run `maas serve` (or the reference
+FastAPI app) pinned to one core."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from benchmarks.models import BenchModel
 from maas.config import load_settings
 from maas.registry.store import Registry
@@ -26,11 +29,11 @@ READY_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class ServerProcess:
-    """A running `maas serve`: its process, ports and how long it took to become ready."""
+    """A running server: its process, ports and how long it took to become ready."""
 
     process: subprocess.Popen[bytes]
     http_port: int
-    grpc_port: int
+    grpc_port: int | None  # None: REST only (the reference app)
     startup_s: float
 
     @property
@@ -38,21 +41,54 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def rss_mb(self) -> float:
-        """Resident memory of the server process (VmRSS), in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        """Resident memory (VmRSS) of the server's processes (all workers), in MiB."""
+        total_kb = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        return total_kb / 1024
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used so far (user + system, all threads)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the server's processes have used so far (user + system, all threads)."""
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def pids(self) -> list[int]:
+        """The server process and its children (the workers of `maas serve --workers N`)."""
+        found, pending = [], [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            if children.exists():
+                pending += [int(child) for child in children.read_text().split()]
+        return found
 
     def success_count(self, model: str) -> int:
-        """Requests the model has answered successfully (from its Triton statistics)."""
-        stats = self.get_json(f"/v2/models/{model}/stats")
-        return sum(int(m["inference_stats"]["success"]["count"]) for m in stats["model_stats"])
+        """Requests the model has answered successfully, over all workers (from `/metrics`;
+        a server without it, the reference, from its Triton statistics)."""
+        try:
+            with urllib.request.urlopen(self.http_url + "/metrics", timeout=5) as answer:  # noqa: S310  # our own loopback server
+                text = answer.read().decode()
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+            stats = self.get_json(f"/v2/models/{model}/stats")
+            return sum(int(m["inference_stats"]["success"]["count"]) for m in stats["model_stats"])
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "maas_requests_total"
+                and sample.labels.get("model") == model
+                and sample.labels.get("code") == "ok"
+            )
+        )
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.http_url + path, timeout=5) as answer:  # noqa: S310  # our own loopback server
@@ -80,9 +116,16 @@ def register_models(home: Path, models: Iterable[BenchModel]) -> None:
 
 
 def start_server(
-    home: Path, models: Iterable[str], *, cpu: int | None, env: dict[str, str], log_path: Path
+    home: Path,
+    models: Iterable[str],
+    *,
+    cpu: int | None,
+    env: dict[str, str],
+    log_path: Path,
+    workers: int = 1,
 ) -> ServerProcess:
-    """Start `maas serve` on free loopback ports and wait until every model is ready.
+    """Start `maas serve` on free loopback ports and wait until every model is ready;
+    `workers` > 1 passes `--workers` on.
 
     Raises:
         RuntimeError: the server exited or was not ready within READY_TIMEOUT_S.
@@ -97,22 +140,63 @@ def start_server(
         "MAAS_SERVE_GRPC_PORT": str(grpc_port),
         "MAAS_LOG_LEVEL": "warning",
     }
+    command = [sys.executable, "-m", "maas", "serve"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    return _start(command, full_env, models, cpu, http_port, grpc_port, log_path)
+
+
+def start_reference(
+    models_dir: Path, models: Iterable[str], *, cpu: int | None, log_path: Path
+) -> ServerProcess:
+    """Start the reference FastAPI app (benchmarks/reference_app.py) on every
+    `models_dir/<name>.onnx` and wait until it is ready.
+
+    Raises:
+        RuntimeError: the app exited or was not ready within READY_TIMEOUT_S.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "benchmarks.reference_app"]
+    command += ["--models", str(models_dir), "--port", str(port)]
+    return _start(command, {**os.environ}, models, cpu, port, None, log_path)
+
+
+def serve_has_workers_option() -> bool:
+    """Whether this `maas serve` takes `--workers`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "maas", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0 and "--workers" in done.stdout
+
+
+def _start(
+    command: list[str],
+    env: dict[str, str],
+    models: Iterable[str],
+    cpu: int | None,
+    http_port: int,
+    grpc_port: int | None,
+    log_path: Path,
+) -> ServerProcess:
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    command = [*prefix, sys.executable, "-m", "maas", "serve"]
     with log_path.open("wb") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*prefix, *command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     paths = ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in models)]
     url = f"http://127.0.0.1:{http_port}"
-    while True:
+    while not all(_is_ok(url + path) for path in paths):
         if process.poll() is not None:
-            raise RuntimeError(f"maas serve exited with {process.returncode}; see {log_path}")
-        if all(_is_ok(url + path) for path in paths):
-            break
+            raise RuntimeError(f"{command[2]} exited with {process.returncode}; see {log_path}")
         if time.perf_counter() - start > READY_TIMEOUT_S:
             process.kill()
             raise RuntimeError(
-                f"maas serve was not ready after {READY_TIMEOUT_S} s; see {log_path}"
+                f"{command[2]} was not ready after {READY_TIMEOUT_S} s; see {log_path}"
             )
         time.sleep(0.01)
     return ServerProcess(process, http_port, grpc_port, time.perf_counter() - start)

@@ -7,9 +7,12 @@ defaults that work on a laptop (SQLite and files under `MAAS_HOME`, host 127.0.0
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_WORKERS = 256  # server processes of one `maas serve`
 
 
 def _default_home() -> Path:
@@ -34,16 +37,21 @@ class ServeSettings(BaseSettings):
     `ServeFile`); a field set by a flag or `MAAS_SERVE_*` variable wins over the file.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAAS_SERVE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="MAAS_SERVE_", extra="forbid", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     grpc_port: int = Field(default=8001, ge=0, le=65535)
     config: Path | None = Field(default=None, description="serve file (YAML): models, policies")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="larger answers are refused (413)"
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
-    max_queue_delay_us: int = Field(default=200, ge=0, le=1_000_000)
+    max_queue_delay_us: int = Field(default=5_000, ge=0, le=1_000_000)  # see BatchPolicy
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     instances: int = Field(default=1, ge=1, le=256)
     intra_op_threads: int = Field(default=1, ge=1, le=256)
@@ -56,6 +64,15 @@ class ServeSettings(BaseSettings):
     )
     max_connections: int | None = Field(
         default=None, ge=1, description="concurrent HTTP connections and gRPC calls; None: no cap"
+    )
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = Field(
+        default=1,
+        description="server processes sharing the ports; auto: one per CPU this process may use",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "metrics_dir"),
+        description="folder of the workers' shared metric files (set by `maas serve --workers`)",
     )
 
 
@@ -157,6 +174,7 @@ class ServeFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_request_bytes: int | None = Field(default=None, ge=1024)
+    max_response_bytes: int | None = Field(default=None, ge=1024)
     request_timeout_s: float | None = Field(default=None, gt=0)
     defaults: ModelServeConfig = Field(default_factory=ModelServeConfig)
     models: dict[str, ModelServeConfig] = Field(default_factory=dict)
@@ -216,3 +234,10 @@ def load_settings(**overrides: object) -> Settings:
     """Build the process's settings; keyword overrides (from CLI flags) win over the environment."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**clean)  # type: ignore[arg-type]  # overrides are validated by pydantic
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra`: the environment of a process it starts."""
+    import os
+
+    return {**os.environ, **extra}

@@ -73,6 +73,13 @@ class PayloadTooLarge(MaasError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
+class ResponseTooLarge(MaasError):
+    """An answer that would be over the server's response size limit; it is refused before it
+    is built (413 / RESOURCE_EXHAUSTED: the client can ask for fewer rows, outputs or classes)."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
 class Unauthenticated(MaasError):
     """Missing or invalid credentials."""
 

@@ -27,6 +27,7 @@ from maas.export.onnx import INPUT_NAME, OUTPUT_NAMES, export_onnx
 from maas.export.validate import ValidationReport, validate_export
 from maas.registry.store import Registry
 from maas.registry.versions import ModelVersion
+from maas.security.signing import required_verifier
 from maas.signature import Signature, TensorSpec
 from maas.train.data import Dataset, Scaler, Splits, fit_scaler, load_dataset, split_dataset
 from maas.train.loop import TrainObserver, TrainOutcome, evaluate, train_model
@@ -233,7 +234,8 @@ def train(
     _write_export(export_dir, spec, onnx_bytes, module, manifest, outcome.history)
     version = None
     if register:
-        registry = Registry.from_settings(settings, source=source)
+        verifier = required_verifier(settings.security)
+        registry = Registry.from_settings(settings, source=source, signature_verifier=verifier)
         try:
             version = registry.register_export(export_dir, actor=actor or getpass.getuser())
         finally:

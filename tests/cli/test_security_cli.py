@@ -11,6 +11,8 @@ from certificates import write_ec_keypair
 from cli_helpers import run_cli
 from onnx_models import build_classifier
 
+from maas.actors import Actor
+from maas.cli.registry import current_actor
 from maas.config import load_settings
 from maas.registry import Registry
 
@@ -110,9 +112,23 @@ def test_audit_shows_who_what_when_where(
     assert rows[2]["source"] == "cli"
     assert rows[2]["target"] == "key:ci"
     assert all(r["at"] for r in rows)
+    assert [r["actor_kind"] for r in rows] == [None, "os_user", "os_user"]  # the CLI's user
+    assert rows[2]["actor"] == current_actor().name
     table = run_cli(capsys, "audit")
     assert "key_revoke" in table.out
     assert "digits@1" in table.out
+    assert "os_user" in table.out
+
+
+def test_audit_shows_the_credential_of_a_server_call(
+    capsys: pytest.CaptureFixture[str], registered: Path
+) -> None:
+    with Registry.from_settings(load_settings()) as registry:
+        registry.record_audit(Actor("ci", "key", "a1b2c3"), "repository_load", "digits")
+    (row,) = run_cli(capsys, "audit", "--limit", "1", "--json").json()
+    assert (row["actor"], row["actor_kind"], row["actor_key_id"]) == ("ci", "key", "a1b2c3")
+    table = run_cli(capsys, "audit", "--limit", "1")
+    assert "a1b2c3" in table.out
 
 
 def test_registry_check_passes_then_finds_a_flipped_byte(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from cli_helpers import run
 from onnx_models import build_classifier
 
 from maas.config import load_settings
@@ -103,3 +105,62 @@ def test_serve_with_a_bad_serve_file_exits_2_with_one_line(tmp_path: Path) -> No
         f"error: serve file {config} is invalid: models.iris.max_batch: "
         "Extra inputs are not permitted"
     ]
+
+
+def test_serve_help_explains_workers_and_their_rate_limits() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "maas", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--workers N|auto" in text
+    assert "without it each worker counts on its own" in text
+    assert "--worker " not in text  # the internal flag stays hidden
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_serve_workers_must_be_a_count_or_auto(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, _, err = run(capsys, "serve", "--workers", value)
+    assert code == 2
+    assert "or auto" in err
+
+
+def test_serve_workers_refuse_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "maas", "serve", "--workers", "2", "--http-port", str(port)],
+            env={**os.environ, "MAAS_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+
+
+@pytest.mark.slow
+def test_serve_workers_that_cannot_start_end_the_server_with_their_error(tmp_path: Path) -> None:
+    register_classifier(tmp_path)
+    command = [sys.executable, "-m", "maas", "serve", "--workers", "2", "--model", "nope"]
+    result = subprocess.run(
+        [*command, "--http-port", "0", "--grpc-port", "0"],
+        env={**os.environ, "MAAS_HOME": str(tmp_path), "MAAS_LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "nope" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "maas serving" not in result.stdout

@@ -31,7 +31,7 @@ def test_migrated_schema_matches_code(registry: Registry, registry_url: str) -> 
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert context.get_current_revision() == "0004"
+            assert context.get_current_revision() == "0005"
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()

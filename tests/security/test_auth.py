@@ -161,9 +161,9 @@ def test_a_valid_jwt_authenticates(
 ) -> None:
     assert jwt_auth.is_enabled  # JWT alone turns auth on
     who = jwt_auth.authenticate(f"Bearer {make_token(idp_key, 'k1')}")
-    assert (who.name, who.kind, who.key_id) == ("svc-web", "jwt", None)
+    assert (who.name, who.kind, who.key_id) == ("svc-web", "jwt", "k1")  # the signing key
     assert who.scopes == frozenset({"infer:digits", "read:*"})  # foreign scopes are dropped
-    assert who.limit_key == "jwt:svc-web"
+    assert who.limit_key == "jwt:svc-web"  # rate limits count per subject, not per IdP key
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import sys
 
 SERVING_PACKAGES = [
     "maas.serving",
+    "maas.generate",
     "maas.runtime",
     "maas.batching",
     "maas.protocol",

@@ -53,3 +53,19 @@ def test_settings_without_a_file_give_the_default_policy() -> None:
     assert config.models == ()
     assert config.default_policy.max_batch_size == 4
     assert config.default_policy.max_queue_delay_us == 0
+
+
+def test_max_response_bytes_from_the_environment_the_file_and_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ServingConfig.from_settings(ServeSettings()).max_response_bytes == 64 * 1024 * 1024
+    path = tmp_path / "serve.yaml"
+    path.write_text("max_response_bytes: 1048576\n")
+    assert ServingConfig.from_settings(ServeSettings(config=path)).max_response_bytes == 1048576
+    monkeypatch.setenv("MAAS_SERVE_MAX_RESPONSE_BYTES", "2048")
+    assert ServingConfig.from_settings(ServeSettings()).max_response_bytes == 2048
+    explicit = ServingConfig.from_settings(ServeSettings(config=path))
+    assert explicit.max_response_bytes == 2048  # the variable beats the file
+    monkeypatch.setenv("MAAS_SERVE_MAX_RESPONSE_BYTES", "10")
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        ServeSettings()

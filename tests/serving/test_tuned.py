@@ -62,7 +62,7 @@ async def test_a_configuration_tuned_on_other_hardware_is_not(
     tuned_registry.set_serving_config("iris", 2, "Some other CPU/128", TUNED)
     doc = await served_config(tuned_registry, ServingConfig())  # serves iris@2, the newest
     assert doc["version"] == "2"
-    assert figures(doc) == (32, 200, 1)  # the settings' defaults
+    assert figures(doc) == (32, 5_000, 1)  # the settings' defaults
 
 
 async def test_flags_and_the_serve_file_win_over_the_tuned_fields(
@@ -83,4 +83,4 @@ async def test_an_unusable_stored_value_falls_back_to_the_settings(
         "iris", 1, hardware_profile().key, {**TUNED, "max_batch_size": 0}
     )
     doc = await served_config(tuned_registry, ServingConfig())
-    assert figures(doc) == (32, 200, 1)
+    assert figures(doc) == (32, 5_000, 1)

@@ -3,8 +3,10 @@
 Each runner (instance) has one worker thread. An idle worker takes whatever is queued at once,
 so a lone request never pays a waiting window; while workers compute, new requests pile up and
 form the next batch. The `max_queue_delay_us` window is used only to top up a batch below its
-preferred size while other instances are busy (more requests are in flight). Results go back to
-the event loop with one `call_soon_threadsafe` per batch.
+preferred size while more requests are in flight: while the workers' batches hold fewer requests
+than are in flight now or were lately in flight together (`Crowd`: concurrent clients whose
+transport hands their requests over one at a time, as grpcio does with unary calls). Results go
+back to the event loop with one `call_soon_threadsafe` per batch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from maas.batching.crowd import Crowd
 from maas.batching.policy import BatchPolicy
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.runtime.runner import Runner, RunnerError
@@ -61,6 +64,7 @@ class _Pending:
     enqueued_ns: int
     deadline_ns: int | None = None
     timer: asyncio.TimerHandle | None = field(default=None)
+    overlap_base: int = 0  # requests in flight at its arrival, less the arrivals counted then
 
 
 class Batcher:
@@ -90,6 +94,10 @@ class Batcher:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._busy = 0
+        self._in_flight = 0  # requests between `infer` and its return
+        self._held = 0  # requests in the batches workers have taken and not yet answered
+        self._arrivals = 0
+        self._crowd = Crowd()
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -146,6 +154,9 @@ class Batcher:
                     f"model {self._name} queue is full ({self._policy.max_queue_size} waiting); "
                     "retry later"
                 )
+            self._in_flight += 1
+            self._arrivals += 1
+            item.overlap_base = self._in_flight - self._arrivals
             self._queue.append(item)
             self._cond.notify()
         if timeout_s is not None:
@@ -158,6 +169,10 @@ class Batcher:
         finally:
             if item.timer is not None:
                 item.timer.cancel()
+            with self._cond:
+                self._in_flight -= 1
+                # every request in flight at some time between its arrival and now
+                self._crowd.record(item.overlap_base + self._arrivals)
 
     def _withdraw(self, item: _Pending) -> bool:
         with self._cond:
@@ -186,6 +201,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._held -= len(batch)
 
     def _take(self) -> list[_Pending] | None:
         """Wait for work; return the next batch (and count this worker busy), None to exit."""
@@ -198,16 +214,21 @@ class Batcher:
                 batch, rows = self._pop_rows([], 0)
                 if batch:
                     break
-            if self._busy > 0 and self._policy.max_queue_delay_us > 0:
+            if self._policy.max_queue_delay_us > 0 and self._expects_more():
                 self._top_up(batch, rows)
             self._busy += 1
             return batch
 
+    def _expects_more(self) -> bool:
+        """Whether requests no worker holds yet are in flight now or were lately (lock held)."""
+        return self._held < max(self._in_flight, self._crowd.peak)
+
     def _top_up(self, batch: list[_Pending], rows: int) -> None:
-        """While other instances compute, wait a little for the batch to reach its target size."""
+        """While more requests are in flight, wait a little for the batch to reach its target
+        size (lock held)."""
         target = self._policy.target_size(rows)
         deadline = time.monotonic() + self._policy.max_queue_delay_us / 1e6
-        while rows < target:
+        while rows < target and self._expects_more():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stopping:
                 return
@@ -234,6 +255,7 @@ class Batcher:
             queue.popleft()
             batch.append(item)
             rows += item.rows
+            self._held += 1
         return batch, rows
 
     def _run(self, runner: Runner, batch: list[_Pending]) -> None:

@@ -8,6 +8,10 @@ from maas.errors import InvalidInput
 
 MAX_BATCH_LIMIT = 4096  # beyond this one request's memory outgrows any latency win
 MAX_DELAY_LIMIT_US = 1_000_000  # a window over a second is a misconfiguration, not a policy
+# A batch waits only while more requests are in flight (see `Batcher`), so the window can be long
+# enough to gather calls that a transport hands over one at a time (gRPC unary: one every few
+# hundred µs of event-loop time) without delaying a request that is alone.
+DEFAULT_QUEUE_DELAY_US = 5_000
 
 
 @dataclass(frozen=True)
@@ -17,7 +21,8 @@ class BatchPolicy:
     Attributes:
         max_batch_size: most rows in one run of the model (1 turns batching off).
         max_queue_delay_us: longest a partly filled batch waits to grow toward a preferred size,
-            and only while other requests are being computed; an idle worker never waits.
+            and only while the workers' batches hold fewer requests than are in flight now or
+            were lately in flight together; a request that is alone never waits.
         preferred_batch_sizes: sizes worth waiting for; empty means `max_batch_size`.
         instances: model sessions, each with its own worker thread.
         intra_op_threads: threads onnxruntime uses inside one operator of one instance.
@@ -25,7 +30,7 @@ class BatchPolicy:
     """
 
     max_batch_size: int = 32
-    max_queue_delay_us: int = 200
+    max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
     preferred_batch_sizes: tuple[int, ...] = ()
     instances: int = 1
     intra_op_threads: int = 1

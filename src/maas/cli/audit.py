@@ -12,7 +12,8 @@ from maas.cli.registry import JSON_OPTION, open_registry
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=100_000))
 @JSON_OPTION
 def audit(limit: int, as_json: bool) -> None:
-    """Show the newest management actions: when, who, what, on which target, outcome, from where.
+    """Show the newest management actions: when, who (and with which credential: its kind and
+    key id), what, on which target, outcome, from where.
 
     Registrations, alias moves, deletions, signatures, encryption and API key changes are
     recorded; a refused action is recorded with its error code as outcome.
@@ -25,11 +26,12 @@ def audit(limit: int, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("at", "actor", "action", "target", "outcome", "source")
+    table = Table("at", "actor", "credential", "action", "target", "outcome", "source")
     for e in entries:
         table.add_row(
             e.at.isoformat(timespec="seconds"),
             e.actor or "-",
+            " ".join(part for part in (e.actor_kind, e.actor_key_id) if part) or "-",
             e.action,
             e.target,
             e.outcome,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from maas.actors import Actor
 from maas.cli import echo_json
 from maas.errors import InvalidInput
 
@@ -28,20 +29,24 @@ def open_registry() -> Iterator[Registry]:
     """The registry MAAS_HOME (or MAAS_REGISTRY_URL) points at, closed afterwards."""
     from maas.config import load_settings
     from maas.registry import Registry
+    from maas.security.signing import required_verifier
 
-    registry = Registry.from_settings(load_settings(), source="cli")
+    settings = load_settings()
+    verifier = required_verifier(settings.security)
+    registry = Registry.from_settings(settings, source="cli", signature_verifier=verifier)
     try:
         yield registry
     finally:
         registry.close()
 
 
-def current_actor() -> str | None:
-    """The local user name, recorded in the audit trail."""
+def current_actor() -> Actor:
+    """The local user running the CLI, as the audit trail records it (kind `os_user`)."""
     try:
-        return getpass.getuser()
+        name: str | None = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (e.g. in a bare container)
-        return None
+        name = None
+    return Actor(name, "os_user")
 
 
 def _print_version(mv: ModelVersion, route: Route | None = None) -> None:

@@ -1,1 +1,2 @@
-"""Generative models on onnxruntime: decoding loops over the key/value-cache graph (no torch)."""
+"""Generative models: tokenizer, KV cache, sampling, the continuous-batching scheduler, and the
+greedy reference loop that export validation shares (numpy and onnxruntime only, never torch)."""

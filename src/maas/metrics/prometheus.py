@@ -1,13 +1,22 @@
-"""Prometheus metrics of one server, built on an injected `CollectorRegistry`."""
+"""Prometheus metrics of one server, built on an injected `CollectorRegistry`.
+
+With `maas serve --workers N` every worker writes its values to files in a shared folder
+(prometheus-client's multiprocess mode, chosen by `PROMETHEUS_MULTIPROC_DIR` before the first
+metric exists) and `/metrics` on any worker reads them all: counters and histograms add up over
+the workers (the dead ones' counts too), gauges follow their `multiprocess_mode`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from maas.batching.batcher import BatchTiming
+from maas.metrics.generation import GenerationMetrics
 from maas.metrics.statistics import ModelStatistics
 
 # Latency buckets from 50 µs (one small batch) to 10 s (a stuck request).
@@ -39,10 +48,20 @@ class ServingMetrics:
 
     Args:
         registry: where the families are registered; tests pass a fresh one.
+        multiprocess_dir: the metric files of all workers of one `maas serve --workers N`
+            (the process's `PROMETHEUS_MULTIPROC_DIR`); the exposition reads them all. None: one
+            process, the exposition reads `registry`.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, multiprocess_dir: Path | None = None
+    ) -> None:
         self.registry = registry
+        self.is_multiprocess = multiprocess_dir is not None
+        self._exposed = registry
+        if multiprocess_dir is not None:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
         self.requests_total = Counter(
             "maas_requests_total",
             "Inference requests answered, by model, version, protocol and status code.",
@@ -82,10 +101,15 @@ class ServingMetrics:
             "Requests waiting in a batcher queue.",
             ["model", "version"],
             registry=registry,
+            multiprocess_mode="livesum",  # waiting in any live worker
         )
         self.models_loaded = Gauge(
-            "maas_models_loaded", "Model versions loaded and serving.", registry=registry
+            "maas_models_loaded",
+            "Model versions loaded and serving.",
+            registry=registry,
+            multiprocess_mode="livemax",  # every worker loads the same versions
         )
+        self.generation = GenerationMetrics(registry)
 
     def for_version(self, model: str, version: str) -> VersionMetrics:
         """The metric children and statistics of one loaded version."""
@@ -97,7 +121,7 @@ class ServingMetrics:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type, for `GET /metrics`."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._exposed), CONTENT_TYPE_LATEST
 
 
 class VersionMetrics:
@@ -113,14 +137,23 @@ class VersionMetrics:
         self._compute_duration = metrics.compute_duration.labels(model, version)
         self._batch_size = metrics.batch_size.labels(model, version)
         self._counters: dict[tuple[str, str], Counter] = {}
+        self._queue_depth: Callable[[], float] | None = None
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
-        """Report `depth()` as this version's `maas_queue_depth`, read at scrape time."""
-        self._metrics.queue_depth.labels(self._model, self._version).set_function(depth)
+        """Report `depth()` as this version's `maas_queue_depth`: read at scrape time in one
+        process; with several workers (whose scrapes read files) written after every batch."""
+        gauge = self._metrics.queue_depth.labels(self._model, self._version)
+        if self._metrics.is_multiprocess:
+            self._queue_depth = depth
+            gauge.set(depth())
+        else:
+            gauge.set_function(depth)
 
     def on_batch(self, timing: BatchTiming) -> None:
         """Record one batch (called on a worker thread)."""
         self._batch_size.observe(timing.size)
+        if self._queue_depth is not None:
+            self._metrics.queue_depth.labels(self._model, self._version).set(self._queue_depth())
         self._compute_duration.observe((timing.input_ns + timing.infer_ns + timing.output_ns) / 1e9)
         for queue_ns in timing.queue_ns:
             self._queue_duration.observe(queue_ns / 1e9)

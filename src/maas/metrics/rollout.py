@@ -17,6 +17,7 @@ class RolloutMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._failed: set[tuple[str, str]] = set()
         self.load_failures = Counter(
             "maas_version_load_failures_total",
             "Versions that could not be loaded or warmed up (missing or corrupt artifact, ...).",
@@ -28,6 +29,7 @@ class RolloutMetrics:
             "1 while the newest attempt to load a version failed.",
             ["model", "version"],
             registry=registry,
+            multiprocess_mode="livemax",  # failed in any live worker
         )
         self.swaps = Counter(
             "maas_routing_swaps_total",
@@ -57,8 +59,12 @@ class RolloutMetrics:
         """Count a failed load and flag the version."""
         self.load_failures.labels(model, version).inc()
         self.load_failed.labels(model, version).set(1)
+        self._failed.add((model, version))
 
     def on_loaded(self, model: str, version: str) -> None:
         """Clear the failed flag of a version that now loaded."""
+        if (model, version) in self._failed:
+            self._failed.discard((model, version))
+            self.load_failed.labels(model, version).set(0)  # what workers' metric files keep
         with contextlib.suppress(KeyError):
             self.load_failed.remove(model, version)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from maas.actors import AnyActor
 from maas.export.onnx import export_onnx
 from maas.export.validate import validate_export
 from maas.optimize import quantize as q
@@ -144,7 +145,7 @@ def prune_version(
     ref: str | int,
     request: PruneRequest,
     *,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> OptimizeOutcome:
     """Prune a version (optionally fine-tune), export, validate, gate and register it.
 

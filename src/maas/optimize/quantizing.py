@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from maas.actors import AnyActor
 from maas.optimize import quantize as q
 from maas.optimize.candidates import (
     Decision,
@@ -160,7 +161,7 @@ def quantize_version(
     ref: str | int,
     request: QuantizeRequest,
     *,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> OptimizeOutcome:
     """Quantize a version to int8 and register the variant the objective prefers.
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from maas.actors import AnyActor
 from maas.errors import NotFound
 from maas.optimize.candidates import Judged, Measured
 from maas.optimize.source import SourceVersion, child_lineage
@@ -102,7 +103,7 @@ def register_child(
     optimization: Mapping[str, Any],
     files: Mapping[str, bytes],
     lineage_updates: Mapping[str, Any] | None = None,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> ModelVersion:
     """Register `judged.candidate` as the next version of the source's model."""
     lineage = child_lineage(source.version, dict(optimization))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from maas.actors import AnyActor
 from maas.config import ModelServeConfig, ServeFile, load_serve_file
 from maas.errors import InvalidInput
 from maas.evaluate.timing import WARMUP_RUNS, batch_of, open_session, summarize
@@ -191,7 +192,7 @@ def tune(
 
 
 def store_tuned_config(
-    registry: Registry, name: str, version: int, result: TuneResult, actor: str | None = None
+    registry: Registry, name: str, version: int, result: TuneResult, actor: AnyActor = None
 ) -> StoredServingConfig:
     """Store the chosen configuration with `name@version` for this result's hardware profile."""
     stored = registry.set_serving_config(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from maas.actors import AnyActor, actor_name
 from maas.errors import Conflict, InvalidInput
 from maas.registry import queries, schema
 from maas.registry.refs import check_name, normalize_ref
@@ -216,7 +217,7 @@ def set_route(
     *,
     guard: RouteGuard | None = None,
     shadow: str | None = None,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> Route:
     """Create or replace the route of `name` (clearing any guard trips); audited as `set_route`.
 
@@ -238,7 +239,7 @@ def set_route(
         "shadow": shadow,
         "tripped": {},
         "updated_at": queries.utcnow(),
-        "actor": actor,
+        "actor": actor_name(actor),
     }
 
     def write(conn: sa.Connection) -> None:
@@ -254,7 +255,7 @@ def set_route(
     return route
 
 
-def clear_route(registry: Registry, name: str, actor: str | None = None) -> bool:
+def clear_route(registry: Registry, name: str, actor: AnyActor = None) -> bool:
     """Remove the route of `name` (requests go to `production` again); audited. True if removed."""
     check_name(name)
 
@@ -266,7 +267,7 @@ def clear_route(registry: Registry, name: str, actor: str | None = None) -> bool
     return registry.write_audited(actor, "clear_route", name, delete)
 
 
-def trip_target(registry: Registry, name: str, target: str, reason: str, actor: str) -> None:
+def trip_target(registry: Registry, name: str, target: str, reason: str, actor: AnyActor) -> None:
     """Record that the guard took `target` out of `name`'s split; audited as `route_guard`.
 
     The audit row's target carries the reason, so `maas audit` shows why.
@@ -286,7 +287,7 @@ def trip_target(registry: Registry, name: str, target: str, reason: str, actor: 
 
 
 def rollback_alias(
-    registry: Registry, name: str, alias: str = "production", actor: str | None = None
+    registry: Registry, name: str, alias: str = "production", actor: AnyActor = None
 ) -> tuple[int, int]:
     """Point `alias` back at the version it pointed to before its last move.
 

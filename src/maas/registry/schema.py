@@ -66,6 +66,8 @@ audit = sa.Table(
     sa.Column("target", sa.String(512), nullable=False),
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("actor_kind", sa.String(32), nullable=True),  # migration 0005
+    sa.Column("actor_key_id", sa.String(128), nullable=True),  # migration 0005
 )
 
 sa.Index("ix_versions_digest", versions.c.digest)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from maas.actors import AnyActor, actor_name
 from maas.errors import InvalidInput
 from maas.registry import queries, schema
 from maas.registry.refs import check_name
@@ -65,7 +66,7 @@ def set_serving_config(
     version: int,
     profile: str,
     config: Mapping[str, Any],
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> StoredServingConfig:
     """Store (or replace) the configuration of `name@version` for `profile`; audited.
 
@@ -86,12 +87,16 @@ def set_serving_config(
         conn.execute(sa.delete(t).where(t.c.version_id == row.id, t.c.hardware_profile == profile))
         conn.execute(
             sa.insert(t).values(
-                version_id=row.id, hardware_profile=profile, config=doc, created_at=now, actor=actor
+                version_id=row.id,
+                hardware_profile=profile,
+                config=doc,
+                created_at=now,
+                actor=actor_name(actor),
             )
         )
 
     registry.write_audited(actor, "set_serving_config", f"{name}@{version}:{profile}", write)
-    return StoredServingConfig(name, version, profile, doc, now, actor)
+    return StoredServingConfig(name, version, profile, doc, now, actor_name(actor))
 
 
 def get_serving_config(

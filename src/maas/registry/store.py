@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from maas.actors import Actor, AnyActor, actor_name
 from maas.errors import Conflict, InvalidInput, MaasError, NotFound, Unavailable
 from maas.registry import queries, schema, serving_configs
 from maas.registry.artifacts import ArtifactStore, ReencryptReport
@@ -83,13 +84,30 @@ class Registry:
             raise Unavailable(f"cannot open the registry database: {err.orig}") from err
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, source: str = "api") -> Registry:
-        """The registry that `settings` point at (`registry_url`, `artifacts_dir`, `security`)."""
-        verifier: SignatureVerifier | None = None
-        if settings.security.require_signatures:
-            from maas.security.signing import verifier_from_settings
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        source: str = "api",
+        signature_verifier: SignatureVerifier | None = None,
+    ) -> Registry:
+        """The registry that `settings` point at (`registry_url`, `artifacts_dir`, `security`).
 
-            verifier = verifier_from_settings(settings.security)
+        Args:
+            settings: where the registry is, and its encryption key.
+            source: recorded in the audit trail as where changes come from.
+            signature_verifier: the check `security.require_signatures` asks for; build it with
+                `maas.security.signing.required_verifier(settings.security)`.
+
+        Raises:
+            InvalidInput: signatures are required but no verifier was given.
+        """
+        verifier = signature_verifier
+        if settings.security.require_signatures and verifier is None:
+            raise InvalidInput(
+                "signatures are required (MAAS_SECURITY_REQUIRE_SIGNATURES) but no signature "
+                "verifier was given; pass maas.security.signing.required_verifier(...)"
+            )
         return cls(
             settings.registry_url,
             settings.artifacts_dir,
@@ -120,7 +138,7 @@ class Registry:
         metrics: Mapping[str, float] | None = None,
         lineage: Mapping[str, Any] | None = None,
         files: Mapping[str, bytes] | None = None,
-        actor: str | None = None,
+        actor: AnyActor = None,
     ) -> ModelVersion:
         """Store `artifact` (and extra `files`) as the next version of model `name`.
 
@@ -149,7 +167,7 @@ class Registry:
         return self.get(name, version)
 
     def register_export(
-        self, export_dir: Path, name: str | None = None, actor: str | None = None
+        self, export_dir: Path, name: str | None = None, actor: AnyActor = None
     ) -> ModelVersion:
         """Register an export folder (model.onnx + manifest.json + listed files).
 
@@ -171,7 +189,7 @@ class Registry:
         )
 
     def register_onnx_file(
-        self, path: Path, name: str, labels: Sequence[str] = (), actor: str | None = None
+        self, path: Path, name: str, labels: Sequence[str] = (), actor: AnyActor = None
     ) -> ModelVersion:
         """Register a user's own ONNX file after loading and running it in onnxruntime.
 
@@ -190,7 +208,7 @@ class Registry:
         )
 
     def _insert_version(
-        self, conn: sa.Connection, name: str, facts: dict[str, Any], actor: str | None
+        self, conn: sa.Connection, name: str, facts: dict[str, Any], actor: AnyActor
     ) -> int:
         model_id = queries.find_model_id(conn, name, create=True)
         version: int = conn.execute(
@@ -312,13 +330,22 @@ class Registry:
         with self._engine.begin() as conn:
             rows = conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(limit)).all()
         return [
-            AuditEntry(queries.as_utc(r.at), r.actor, r.action, r.target, r.outcome, r.source)
+            AuditEntry(
+                queries.as_utc(r.at),
+                r.actor,
+                r.action,
+                r.target,
+                r.outcome,
+                r.source,
+                r.actor_kind,
+                r.actor_key_id,
+            )
             for r in reversed(rows)
         ]
 
     # -- aliases and deletion ---------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, actor: str | None = None) -> None:
+    def set_alias(self, name: str, alias: str, version: int, actor: AnyActor = None) -> None:
         """Point `alias` of model `name` at `version` (creating or moving it).
 
         Raises:
@@ -342,7 +369,7 @@ class Registry:
         log.info("alias.set", extra={"model": name, "alias": alias, "version": version})
 
     def _move_alias(
-        self, conn: sa.Connection, name: str, alias: str, version: int, actor: str | None
+        self, conn: sa.Connection, name: str, alias: str, version: int, actor: AnyActor
     ) -> None:
         model_id = queries.require_model(conn, name)
         queries.require_version(conn, model_id, name, version)
@@ -355,10 +382,10 @@ class Registry:
             conn.execute(sa.insert(a).values(model_id=model_id, alias=alias, version=version))
         else:
             conn.execute(sa.update(a).where(where).values(version=version))
-        queries.record_alias_event(conn, model_id, alias, old, version, actor)
+        queries.record_alias_event(conn, model_id, alias, old, version, actor_name(actor))
 
     def delete_version(
-        self, name: str, version: int, force: bool = False, actor: str | None = None
+        self, name: str, version: int, force: bool = False, actor: AnyActor = None
     ) -> None:
         """Delete one version; its files go too unless another version shares them.
 
@@ -382,7 +409,7 @@ class Registry:
         log.info("version.deleted", extra={"model": name, "version": version})
 
     def _drop(
-        self, conn: sa.Connection, name: str, version: int, force: bool, actor: str | None
+        self, conn: sa.Connection, name: str, version: int, force: bool, actor: AnyActor
     ) -> set[str]:
         model_id = queries.require_model(conn, name)
         row = queries.require_version(conn, model_id, name, version)
@@ -399,13 +426,13 @@ class Registry:
             )
         for alias in pointing:
             conn.execute(sa.delete(a).where(a.c.model_id == model_id, a.c.alias == alias))
-            queries.record_alias_event(conn, model_id, alias, version, None, actor)
+            queries.record_alias_event(conn, model_id, alias, version, None, actor_name(actor))
         conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == row.id))
         return {row.digest, *row.files.values()}
 
     # -- signatures, encryption and other tables -----------------------------------------------
 
-    def add_signature(self, mv: ModelVersion, bundle: str, key_id: str, actor: str | None) -> None:
+    def add_signature(self, mv: ModelVersion, bundle: str, key_id: str, actor: AnyActor) -> None:
         """Store a signature bundle for version `mv` (audited as `sign`)."""
 
         def insert(conn: sa.Connection) -> None:
@@ -417,7 +444,7 @@ class Registry:
                     bundle=bundle,
                     key_id=key_id,
                     signed_at=queries.utcnow(),
-                    actor=actor,
+                    actor=actor_name(actor),
                 )
             )
 
@@ -444,7 +471,7 @@ class Registry:
         version: int,
         profile: str,
         config: Mapping[str, Any],
-        actor: str | None = None,
+        actor: AnyActor = None,
     ) -> StoredServingConfig:
         """Store the serving configuration tuned for `name@version` on hardware `profile`
         (see `maas.registry.serving_configs`); audited."""
@@ -457,7 +484,7 @@ class Registry:
         return serving_configs.get_serving_config(self, name, version, profile)
 
     def reencrypt_artifacts(
-        self, old_ciphers: Sequence[ArtifactCipher] = (), actor: str | None = None
+        self, old_ciphers: Sequence[ArtifactCipher] = (), actor: AnyActor = None
     ) -> ReencryptReport:
         """Store every artifact under the configured key (see `ArtifactStore.reencrypt`)."""
         # The files are rewritten outside any transaction (it may take long); registrations wait
@@ -479,7 +506,7 @@ class Registry:
         return self._artifacts.digests()
 
     def write_audited(
-        self, actor: str | None, action: str, target: str, work: Callable[[sa.Connection], T]
+        self, actor: AnyActor, action: str, target: str, work: Callable[[sa.Connection], T]
     ) -> T:
         """Run `work` on the registry's database in one transaction together with its audit row.
 
@@ -490,7 +517,7 @@ class Registry:
 
     def record_audit(
         self,
-        actor: str | None,
+        actor: AnyActor,
         action: str,
         target: str,
         outcome: str = "ok",
@@ -523,7 +550,7 @@ class Registry:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _audited(
-        self, actor: str | None, action: str, target: str, work: Callable[[sa.Connection], T]
+        self, actor: AnyActor, action: str, target: str, work: Callable[[sa.Connection], T]
     ) -> T:
         """Run `work` and its audit row in one transaction; a refusal is audited on its own."""
 
@@ -542,16 +569,19 @@ class Registry:
     def _audit(
         self,
         conn: sa.Connection,
-        actor: str | None,
+        actor: AnyActor,
         action: str,
         target: str,
         outcome: str,
         source: str | None = None,
     ) -> None:
+        who = actor if isinstance(actor, Actor) else Actor(actor, kind="")
         conn.execute(
             sa.insert(schema.audit).values(
                 at=queries.utcnow(),
-                actor=actor,
+                actor=who.name,
+                actor_kind=who.kind or None,
+                actor_key_id=who.key_id,
                 action=action,
                 target=target,
                 outcome=outcome,

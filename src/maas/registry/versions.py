@@ -112,7 +112,11 @@ class AliasEvent:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One row of the append-only audit trail of registry changes."""
+    """One row of the append-only audit trail of registry changes.
+
+    `actor_kind` and `actor_key_id` are those of `Actor` (None: not recorded, as in rows
+    written before they were).
+    """
 
     at: datetime
     actor: str | None
@@ -120,12 +124,16 @@ class AuditEntry:
     target: str
     outcome: str
     source: str
+    actor_kind: str | None = None
+    actor_key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready document."""
         return {
             "at": self.at.isoformat(),
             "actor": self.actor,
+            "actor_kind": self.actor_kind,
+            "actor_key_id": self.actor_key_id,
             "action": self.action,
             "target": self.target,
             "outcome": self.outcome,

@@ -90,6 +90,17 @@ class ModelRunner:
             raise RunnerError(f"model {self._name} failed: {err}") from err
         return dict(zip(self._output_names, results, strict=True))
 
+    def tensor_names(self) -> tuple[list[str], list[str]]:
+        """The graph's input and output names.
+
+        Raises:
+            RunnerError: the runner is not loaded.
+        """
+        session = self._session
+        if session is None:
+            raise RunnerError(f"model {self._name} is not loaded")
+        return [i.name for i in session.get_inputs()], list(self._output_names)
+
     def close(self) -> None:
         """Release the session; `load()` may be called again."""
         with self._lock:

@@ -15,6 +15,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from maas.actors import Actor
 from maas.errors import InvalidInput, PermissionDenied
 from maas.security.ratelimit import RateLimit
 
@@ -50,6 +51,9 @@ ENDPOINT_ACTIONS: dict[str, Action] = {
     "tfserving_predict": Action.INFER,
     "sagemaker_invocations": Action.INFER,
     "torchserve_predictions": Action.INFER,
+    # The OpenAI API names its model in the body: admission authenticates (and rate-limits)
+    # the caller, and the handler checks infer:MODEL once it has read the body.
+    "openai_generate": Action.AUTHENTICATED,
     "metrics": Action.METRICS,
     "repository_load": Action.ADMIN,
     "repository_unload": Action.ADMIN,
@@ -85,7 +89,9 @@ class Principal:
         name: the key's name, or the token's subject.
         kind: `key`, `jwt`, or `anonymous` (authentication is off).
         scopes: what it may do.
-        key_id: the API key's id (None for JWT and anonymous); rate limits count per key id.
+        key_id: the id of the key that vouched for the caller: the API key's id, or the `kid`
+            of the key that signed the JWT (None when the token names none, and when
+            anonymous); rate limits count per API key id.
         rate_limit: the key's own limit (None: the server's default).
     """
 
@@ -97,11 +103,21 @@ class Principal:
 
     @property
     def limit_key(self) -> str:
-        """What rate limits count against: the key id, or kind and name."""
-        return self.key_id or f"{self.kind}:{self.name}"
+        """What rate limits count against: the API key's id, or kind and name."""
+        if self.kind == "key" and self.key_id:
+            return self.key_id
+        return f"{self.kind}:{self.name}"
 
 
 ANONYMOUS = Principal(name="anonymous", kind="anonymous", scopes=frozenset({"admin"}))
+
+
+def actor_of(principal: Principal | None) -> Actor:
+    """Who the audit trail names for a call by `principal` (None: a server without a guard,
+    where everyone is anonymous): its name, credential kind and key id."""
+    if principal is None:
+        return Actor(None, ANONYMOUS.kind)
+    return Actor(principal.name, principal.kind, principal.key_id)
 
 
 def check_scope(scope: str) -> None:

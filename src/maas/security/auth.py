@@ -87,7 +87,12 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, KeyError) as err:
             raise Unauthenticated(f"invalid token: {err}") from err
-        return Principal(name=str(claims["sub"]), kind="jwt", scopes=_claim_scopes(claims))
+        return Principal(
+            name=str(claims["sub"]),
+            kind="jwt",
+            scopes=_claim_scopes(claims),
+            key_id=str(kid) if kid is not None else None,
+        )
 
     def _only_key(self) -> Any:
         if len(self._keys.keys) != 1:
@@ -240,6 +245,6 @@ class Authenticator:
 
 def describe(principal: Principal) -> str:
     """A short text for logs and the audit trail (`key:ci (a1b2c3)`), never a secret."""
-    if principal.key_id:
+    if principal.kind == "key" and principal.key_id:
         return f"key:{principal.name} ({principal.key_id})"
     return f"{principal.kind}:{principal.name}" if principal.kind == "jwt" else principal.name

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from maas.actors import AnyActor, actor_name
 from maas.errors import Conflict, InvalidInput, NotFound
 from maas.registry import Registry, schema
 from maas.registry.queries import as_utc, utcnow
@@ -134,7 +135,7 @@ class KeyStore:
         name: str,
         scopes: Sequence[str],
         rate_limit: RateLimit | None = None,
-        actor: str | None = None,
+        actor: AnyActor = None,
     ) -> CreatedKey:
         """Create a key; its full token is returned once and only its hash is stored.
 
@@ -162,7 +163,7 @@ class KeyStore:
             "rate_per_s": rate_limit.rate_per_s if rate_limit else None,
             "burst": rate_limit.burst if rate_limit else None,
             "created_at": utcnow(),
-            "created_by": actor,
+            "created_by": actor_name(actor),
             "revoked_at": None,
         }
 
@@ -211,7 +212,7 @@ class KeyStore:
         )
         return found is not None
 
-    def revoke(self, name_or_id: str, actor: str | None = None) -> ApiKey:
+    def revoke(self, name_or_id: str, actor: AnyActor = None) -> ApiKey:
         """Revoke the active key with this name or id.
 
         Raises:

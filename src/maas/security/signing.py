@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from maas.actors import AnyActor
 from maas.errors import IntegrityError, InvalidInput
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def sign_version(
     private_key: Path,
     *,
     password: str | None = None,
-    actor: str | None = None,
+    actor: AnyActor = None,
 ) -> SignedVersion:
     """Sign `mv` with an elliptic-curve private key and store the bundle in the registry.
 
@@ -173,3 +174,13 @@ def verifier_from_settings(security: SecuritySettings) -> SignatureCheck:
             "MAAS_SECURITY_REQUIRE_SIGNATURES needs MAAS_SECURITY_SIGNING_PUBLIC_KEY (a PEM file)"
         )
     return SignatureCheck(security.signing_public_key)
+
+
+def required_verifier(security: SecuritySettings) -> SignatureCheck | None:
+    """The signature check to hand to the registry: `verifier_from_settings` when the settings
+    require signatures, else None.
+
+    Raises:
+        InvalidInput: signatures are required but no public key is configured.
+    """
+    return verifier_from_settings(security) if security.require_signatures else None

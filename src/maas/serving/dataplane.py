@@ -28,13 +28,14 @@ from maas.protocol.types import (
 )
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
+from maas.serving.response_size import check_payload
 from maas.serving.shadow import ShadowTraffic
 from maas.serving.validation import check_inputs, check_outputs
 from maas.signature import Signature
 
 if TYPE_CHECKING:
     from maas.serving.context import RequestContext
-    from maas.serving.manager import ModelManager  # it builds on this module
+    from maas.serving.manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +61,34 @@ class DataPlane:
         repository: the loaded versions.
         metrics: the server's metric families.
         config: limits and policies.
+        rollout: the roll-out metric families (registered in `metrics.registry` when None).
+        control: the model manager following the registry, which the management endpoints
+            call (None: they answer 503).
     """
 
     def __init__(
-        self, repository: ModelRepository, metrics: ServingMetrics, config: ServingConfig
+        self,
+        repository: ModelRepository,
+        metrics: ServingMetrics,
+        config: ServingConfig,
+        *,
+        rollout: RolloutMetrics | None = None,
+        control: ModelManager | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
         self.config = config
         self._is_closed = False
         self._is_stopping = False
-        self.rollout = RolloutMetrics(metrics.registry)
-        # Set by `maas serve` to the model manager; management endpoints answer 503 without it.
-        self.control: ModelManager | None = None
+        self.rollout = rollout if rollout is not None else RolloutMetrics(metrics.registry)
+        self._control = control
         self.shadow = ShadowTraffic(self.rollout, config.request_timeout_s)
         metrics.models_loaded.set(len(repository))
+
+    @property
+    def control(self) -> ModelManager | None:
+        """The model manager the management endpoints call (None: management is off)."""
+        return self._control
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -201,6 +215,7 @@ class DataPlane:
             ModelNotFound: unknown model or version.
             InvalidInput: the request does not fit the model (nothing was queued).
             Unavailable: the version's queue is full.
+            ResponseTooLarge: the outputs are over `max_response_bytes` (nothing is built).
             MaasError: the model failed or the deadline passed.
         """
         start_ns = time.perf_counter_ns()
@@ -243,6 +258,11 @@ class DataPlane:
             shadow = self.repository.shadow_for(loaded.name)
             if shadow is not None and shadow is not loaded:
                 self.shadow.submit(shadow, arrays, rows, results)
+        check_payload(
+            ((output, results[output.name]) for output in requested),
+            loaded.model.labels,
+            self.config.max_response_bytes,
+        )
         outputs = tuple(
             build_output(output, results[output.name], loaded.model.labels) for output in requested
         )

@@ -23,7 +23,8 @@ from maas.evaluate.occlusion import attributions_from, baseline_from_lineage, oc
 from maas.protocol.types import InferRequest, InferResponse, InferTensor, RequestedOutput
 from maas.serving.dataplane import DataPlane, build_output, request_timeout_s
 from maas.serving.repository import LoadedVersion
-from maas.serving.validation import check_inputs, check_outputs
+from maas.serving.response_size import check_payload
+from maas.serving.validation import check_inputs, check_output_names, check_outputs
 from maas.signature import Signature, TensorSpec
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class Explainer:
             max_batch_size=loaded.policy.max_batch_size,
             is_batchable=loaded.is_batchable,
         )
+        requested = model_outputs(request.outputs, signature, loaded.label)
         x = arrays[plan.input_spec.name]
         flat = x.reshape(rows, -1).astype(np.float32, copy=False)
         n_features = flat.shape[1]
@@ -123,10 +125,9 @@ class Explainer:
             targets[i] = pick_target(block[0], plan.target, loaded.label)
             attributions[i] = attributions_from(block, int(targets[i]), n_features, plan.window)
         firsts = np.arange(rows) * per_row
-        outputs = [
-            build_output(output, results[output.name][firsts], loaded.model.labels)
-            for output in model_outputs(request.outputs, signature, loaded.label)
-        ]
+        chosen = [(output, results[output.name][firsts]) for output in requested]
+        check_payload(chosen, loaded.model.labels, self._dp.config.max_response_bytes)
+        outputs = [build_output(output, array, loaded.model.labels) for output, array in chosen]
         outputs.append(InferTensor(ATTRIBUTIONS, "FP32", x.shape, attributions.reshape(x.shape)))
         outputs.append(InferTensor(TARGET, "INT64", (rows,), targets))
         log.debug("explain.done", extra={"model": loaded.label, "rows": rows, "batch": total})
@@ -204,8 +205,13 @@ def pick_target(scores: np.ndarray, asked: int | None, label: str) -> int:
 def model_outputs(
     requested: tuple[RequestedOutput, ...] | None, signature: Signature, label: str
 ) -> tuple[RequestedOutput, ...]:
-    """The model's outputs to return: those asked for (attributions and target always come)."""
+    """The model's outputs to return: those asked for (attributions and target always come).
+
+    Raises:
+        InvalidInput: an output is named twice, or more outputs are named than the answer has.
+    """
     if requested is not None:
+        check_output_names(requested, len(signature.outputs) + 2, label)
         requested = tuple(o for o in requested if o.name not in (ATTRIBUTIONS, TARGET))
     return check_outputs(requested, signature, label)
 

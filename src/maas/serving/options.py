@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from maas.batching.policy import BatchPolicy
 from maas.config import (
@@ -12,6 +13,7 @@ from maas.config import (
     VersionPolicyConfig,
     load_serve_file,
 )
+from maas.generate.scheduler import GenerationLimits
 
 _POLICY_FIELDS = (
     "max_batch_size",
@@ -54,14 +56,20 @@ class ServingConfig:
         policies: model name -> its policy.
         models: `NAME[@REF]` to serve when the caller names none (from a serve file).
         max_request_bytes: larger request bodies are refused (413) before decoding.
+        max_response_bytes: answers estimated larger than this are refused (413 /
+            RESOURCE_EXHAUSTED) before they are built.
         request_timeout_s: deadline of a request that does not bring its own.
         version_policies: model name -> which versions stay loaded (default: the newest).
         poll_interval_s: how often a server asks the registry what changed (0: never).
         grace_period_s: on shutdown, how long in-flight requests may take to finish.
+        metrics_dir: the folder of metric files shared by the workers of one `maas serve
+            --workers N` (None: one process, metrics in memory).
         fixed_fields: batching fields set by a flag or `MAAS_SERVE_*` variable; a tuned
             configuration stored with a version never overrides them.
         model_fields: model name -> the batching fields its serve-file entry sets (which a
             tuned configuration does not override either).
+        generation: bounds of every generative version's scheduler (batch cap, waiting
+            queue, KV-cache budget, the `max_tokens` cap).
     """
 
     default_policy: BatchPolicy = field(default_factory=BatchPolicy)
@@ -72,8 +80,11 @@ class ServingConfig:
     version_policies: dict[str, VersionPolicy] = field(default_factory=dict)
     poll_interval_s: float = 2.0
     grace_period_s: float = 30.0
+    metrics_dir: Path | None = None
     fixed_fields: frozenset[str] = frozenset()
     model_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    max_response_bytes: int = 64 * 1024 * 1024
+    generation: GenerationLimits = field(default_factory=GenerationLimits)
 
     def pinned_fields(self, model: str) -> frozenset[str]:
         """The batching fields of `model` that a tuned configuration must leave alone."""
@@ -95,19 +106,24 @@ class ServingConfig:
         base = {name: getattr(serve, name) for name in _POLICY_FIELDS}
         base["preferred_batch_sizes"] = tuple(serve.preferred_batch_sizes)
         max_request_bytes = serve.max_request_bytes
+        max_response_bytes = serve.max_response_bytes
         request_timeout_s = serve.request_timeout_s
         if serve.config is None:
             return cls(
                 default_policy=BatchPolicy(**base),
                 max_request_bytes=max_request_bytes,
+                max_response_bytes=max_response_bytes,
                 request_timeout_s=request_timeout_s,
                 poll_interval_s=serve.poll_interval_s,
                 grace_period_s=serve.grace_period_s,
+                metrics_dir=serve.metrics_dir,
                 fixed_fields=fixed,
             )
         doc = load_serve_file(serve.config)
         if doc.max_request_bytes is not None and "max_request_bytes" not in explicit:
             max_request_bytes = doc.max_request_bytes
+        if doc.max_response_bytes is not None and "max_response_bytes" not in explicit:
+            max_response_bytes = doc.max_response_bytes
         if doc.request_timeout_s is not None and "request_timeout_s" not in explicit:
             request_timeout_s = doc.request_timeout_s
         default = _apply(BatchPolicy(**base), doc.defaults, keep=explicit)
@@ -129,7 +145,9 @@ class ServingConfig:
             version_policies,
             poll_interval_s=serve.poll_interval_s,
             grace_period_s=serve.grace_period_s,
+            metrics_dir=serve.metrics_dir,
             fixed_fields=fixed,
+            max_response_bytes=max_response_bytes,
             model_fields={
                 name: frozenset(f for f in _POLICY_FIELDS if getattr(entry, f) is not None)
                 for name, entry in doc.models.items()

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from maas.batching.batcher import Batcher
 from maas.batching.policy import BatchPolicy
-from maas.errors import MaasError, ModelNotFound, NotFound
-from maas.metrics.prometheus import ServingMetrics, VersionMetrics
-from maas.runtime.runner import ModelRunner
+from maas.errors import ModelNotFound, NotFound
+from maas.metrics.prometheus import VersionMetrics
 from maas.serving.options import ServingConfig
 from maas.serving.routing import ModelRoute
-from maas.signature import V2_TO_NUMPY, Signature
 
 if TYPE_CHECKING:
+    from maas.generate.text import TextGenerator
     from maas.registry.versions import ModelVersion  # the registry package is heavy to import
 
 log = logging.getLogger(__name__)
@@ -39,6 +36,8 @@ class ModelSource(Protocol):
     def get(self, name: str, ref: str = "latest") -> ModelVersion: ...
 
     def read_artifact(self, mv: ModelVersion) -> bytes: ...
+
+    def read_file(self, mv: ModelVersion, filename: str) -> bytes: ...
 
 
 class NamedModel(Protocol):
@@ -65,7 +64,8 @@ class InFlight:
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """One model version ready to answer: its facts, policy, batcher and metrics."""
+    """One model version ready to answer: its facts, policy, batcher and metrics (and, for a
+    generative version, its text generator)."""
 
     model: ModelVersion
     policy: BatchPolicy
@@ -73,6 +73,13 @@ class LoadedVersion:
     metrics: VersionMetrics
     is_batchable: bool
     in_flight: InFlight = field(default_factory=InFlight, compare=False)
+    generator: TextGenerator | None = field(default=None, compare=False)
+
+    def stop(self) -> None:
+        """Stop its batcher (which finishes what it has queued) and its generator."""
+        self.batcher.stop()
+        if self.generator is not None:
+            self.generator.stop()
 
     @property
     def name(self) -> str:
@@ -105,15 +112,44 @@ class RoutingTable:
     failures: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-TripHandler = Callable[[str, str, str], None]  # (model, route target, reason)
+@dataclass(frozen=True)
+class Trip:
+    """A route guard took a version out of its model's split.
+
+    Attributes:
+        model: the model.
+        target: the route target (alias, `latest` or number) that resolved to the version.
+        version: the version taken out.
+        reason: which limit it breached.
+    """
+
+    model: str
+    target: str
+    version: str
+    reason: str
+
+
+TripHandler = Callable[[Trip], None]
 
 
 class ModelRepository:
-    """The loaded versions of every served model and how each model's requests are routed."""
+    """The loaded versions of every served model and how each model's requests are routed.
 
-    def __init__(self, loaded: Sequence[LoadedVersion]) -> None:
-        self._table = _build_table(loaded)
-        self.on_trip: TripHandler | None = None
+    Args:
+        loaded: the versions to serve at first (none: a model manager installs the tables).
+        failures: (model, version number) -> why that version was refused.
+        on_trip: told of every guard trip (on the event loop that answers the request).
+    """
+
+    def __init__(
+        self,
+        loaded: Sequence[LoadedVersion] = (),
+        *,
+        failures: Mapping[tuple[str, int], str] | None = None,
+        on_trip: TripHandler | None = None,
+    ) -> None:
+        self._table = _build_table(loaded, failures or {})
+        self._on_trip = on_trip
 
     @property
     def table(self) -> RoutingTable:
@@ -190,8 +226,9 @@ class ModelRepository:
             "route.guard_tripped",
             extra={"model": loaded.name, "version": loaded.version, "reason": reason},
         )
-        if self.on_trip is not None:
-            self.on_trip(loaded.name, route.target_of(loaded.version), reason)
+        if self._on_trip is not None:
+            target = route.target_of(loaded.version)
+            self._on_trip(Trip(loaded.name, target, loaded.version, reason))
 
     def failures(self, name: str) -> dict[str, str]:
         """Version -> why it failed to load, for model `name`."""
@@ -218,10 +255,12 @@ class ModelRepository:
     def close(self) -> None:
         """Stop every batcher (each finishes what it has queued)."""
         for loaded in self:
-            loaded.batcher.stop()
+            loaded.stop()
 
 
-def _build_table(loaded: Sequence[LoadedVersion]) -> RoutingTable:
+def _build_table(
+    loaded: Sequence[LoadedVersion], refused: Mapping[tuple[str, int], str]
+) -> RoutingTable:
     versions: dict[str, dict[str, LoadedVersion]] = {}
     for item in loaded:
         versions.setdefault(item.name, {})[item.version] = item
@@ -229,7 +268,10 @@ def _build_table(loaded: Sequence[LoadedVersion]) -> RoutingTable:
     for name, by_version in versions.items():
         aliased = [v for v, item in by_version.items() if DEFAULT_ALIAS in item.model.aliases]
         routes[name] = ModelRoute(default=aliased[0] if aliased else max(by_version, key=int))
-    return RoutingTable(versions, routes)
+    failures: dict[str, dict[str, str]] = {}
+    for (name, number), reason in refused.items():
+        failures.setdefault(name, {})[str(number)] = reason
+    return RoutingTable(versions, routes, failures=failures)
 
 
 def parse_model_ref(text: str) -> tuple[str, str | None]:
@@ -261,53 +303,3 @@ def select_versions(
         mv = source.get(name, ref) if ref else pick_default_version(source, name)
         chosen[(mv.name, mv.version)] = mv
     return list(chosen.values())
-
-
-def load_version(
-    source: ModelSource, mv: ModelVersion, policy: BatchPolicy, metrics: ServingMetrics
-) -> LoadedVersion:
-    """Read, load and warm one version's runners, and start its batcher."""
-    model_bytes = source.read_artifact(mv)
-    is_batchable = is_batchable_signature(mv.signature)
-    if not is_batchable and policy.max_batch_size != 1:
-        policy = BatchPolicy(
-            max_batch_size=1,
-            max_queue_delay_us=0,
-            instances=policy.instances,
-            intra_op_threads=policy.intra_op_threads,
-            max_queue_size=policy.max_queue_size,
-        )
-    label = f"{mv.name}:{mv.version}"
-    runners = [
-        ModelRunner(model_bytes, intra_op_threads=policy.intra_op_threads, name=label)
-        for _ in range(policy.instances)
-    ]
-    for runner in runners:
-        runner.load()
-        _warm_up(runner, mv.signature)
-    version_metrics = metrics.for_version(mv.name, str(mv.version))
-    batcher = Batcher(runners, policy, observer=version_metrics, name=label)
-    version_metrics.watch_queue(lambda: float(batcher.queue_depth))
-    batcher.start()
-    log.info("version.loaded", extra={"model": mv.name, "version": mv.version})
-    return LoadedVersion(mv, policy, batcher, version_metrics, is_batchable)
-
-
-def is_batchable_signature(signature: Signature) -> bool:
-    """Whether every input and output has a dynamic first (batch) dimension."""
-    tensors = (*signature.inputs, *signature.outputs)
-    return all(t.shape and t.shape[0] == -1 for t in tensors)
-
-
-def _warm_up(runner: ModelRunner, signature: Signature) -> None:
-    """Run one row of zeros so the first real request does not pay for lazy set-up."""
-    inputs: dict[str, np.ndarray] = {}
-    for spec in signature.inputs:
-        dims = [1 if d == -1 and i == 0 else d for i, d in enumerate(spec.shape)]
-        if spec.datatype == "BYTES" or any(d < 0 for d in dims):
-            return  # unknown sizes or strings: nothing sensible to invent
-        inputs[spec.name] = np.zeros(dims, dtype=V2_TO_NUMPY[spec.datatype])
-    try:
-        runner.infer(inputs)
-    except MaasError:
-        log.warning("version.warm_up_failed", exc_info=True)

@@ -1,4 +1,10 @@
-"""Building a data plane from the registry, and `Server`: REST and gRPC over one data plane."""
+"""The composition root of a server, and `Server`: REST and gRPC over one data plane.
+
+`build_server` builds every object of `maas serve` and hands each what it uses in its
+constructor: registry (with the signature check the settings ask for), loader, guard trips,
+repository, model manager, data plane, protection and the front ends. `build_serving` is the
+same without the front ends, `build_data_plane` a data plane that follows no registry.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,30 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from maas.metrics.prometheus import ServingMetrics
+from maas.metrics.rollout import RolloutMetrics
 from maas.serving.dataplane import DataPlane
+from maas.serving.loading import VersionLoader
+from maas.serving.manager import ModelManager
 from maas.serving.options import ServingConfig
 from maas.serving.protection import Protection
 from maas.serving.repository import (
     LoadedVersion,
     ModelCatalog,
     ModelRepository,
-    load_version,
     select_versions,
 )
 from maas.serving.rest.server import RestServer
-from maas.serving.tuned import policy_for_version
+from maas.serving.trips import GuardTrips
 
 if TYPE_CHECKING:
     from maas.config import Settings
+    from maas.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,11 @@ def build_data_plane(
     serving_config: ServingConfig | None = None,
     metrics_registry: CollectorRegistry | None = None,
 ) -> DataPlane:
-    """Load the chosen versions from the registry and return a ready data plane.
+    """Load the chosen versions from the registry and return a ready data plane that follows
+    no registry (no model manager: the versions stay as loaded, management is off).
+
+    Versions are loaded as a server loads them (`VersionLoader`): one that fails to load or to
+    warm up is refused and shows in the model's `load_failures`; the others are served.
 
     Args:
         registry: a `maas.registry.store.Registry` (or anything with its read methods).
@@ -45,20 +59,64 @@ def build_data_plane(
         serving_config: limits and batching policies; defaults when None.
         metrics_registry: where metrics are registered; a fresh one when None.
 
+    Raises:
+        MaasError: versions were chosen but none could be loaded (the first failure).
+
     Call `close()` on the result to stop its worker threads.
     """
     config = serving_config or ServingConfig()
-    metrics = ServingMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    metrics = ServingMetrics(
+        metrics_registry or CollectorRegistry(auto_describe=True),
+        multiprocess_dir=config.metrics_dir,
+    )
+    rollout = RolloutMetrics(metrics.registry)
+    loader = VersionLoader(registry, config, metrics, rollout)
     loaded: list[LoadedVersion] = []
     try:
         for mv in select_versions(registry, models, config):
-            policy = policy_for_version(config, registry, mv)  # settings or tuned with mv
-            loaded.append(load_version(registry, mv, policy, metrics))
+            item = loader.load(mv)
+            if item is not None:
+                loaded.append(item)
     except BaseException:
         for item in loaded:
-            item.batcher.stop()
+            item.stop()
         raise
-    return DataPlane(ModelRepository(loaded), metrics, config)
+    if not loaded and loader.failures:
+        raise next(iter(loader.failures.values())).error
+    repository = ModelRepository(loaded, failures=loader.reasons())
+    return DataPlane(repository, metrics, config, rollout=rollout)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A data plane and the model manager that keeps it in step with the registry."""
+
+    data_plane: DataPlane
+    manager: ModelManager
+
+
+def build_serving(
+    registry: Registry,
+    config: ServingConfig,
+    models: Sequence[str] | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> Serving:
+    """A data plane with a model manager following `registry` (its `control`).
+
+    Nothing is loaded yet: `await manager.start()` loads what the registry plans, the same way
+    every later pick-up loads. Stop the manager, then close the data plane.
+    """
+    metrics = ServingMetrics(
+        metrics_registry or CollectorRegistry(auto_describe=True),
+        multiprocess_dir=config.metrics_dir,
+    )
+    rollout = RolloutMetrics(metrics.registry)
+    trips = GuardTrips(registry, rollout)
+    repository = ModelRepository(on_trip=trips.record)
+    loader = VersionLoader(registry, config, metrics, rollout)
+    manager = ModelManager(registry, repository, loader, trips, models)
+    data_plane = DataPlane(repository, metrics, config, rollout=rollout, control=manager)
+    return Serving(data_plane, manager)
 
 
 class Server:
@@ -70,6 +128,7 @@ class Server:
         http_port: REST port, 0 for a free one.
         grpc_port: gRPC port, 0 for a free one, None for no gRPC.
         protection: authentication, limits and TLS of both servers (None: open, plain).
+        shares_port: other worker processes serve the same ports (`maas serve --workers N`).
     """
 
     def __init__(
@@ -80,11 +139,15 @@ class Server:
         http_port: int = 8000,
         grpc_port: int | None = 8001,
         protection: Protection | None = None,
+        shares_port: bool = False,
     ) -> None:
         self._data_plane = data_plane
         self._host = host
         self._protection = protection
-        self._rest = RestServer(data_plane, host, http_port, protection=protection)
+        self._shares_port = shares_port
+        self._rest = RestServer(
+            data_plane, host, http_port, protection=protection, shares_port=shares_port
+        )
         self._grpc_port = grpc_port
         self._grpc: Any = None
 
@@ -118,7 +181,11 @@ class Server:
         from maas.serving.grpc.server import GrpcServer
 
         grpc_server = GrpcServer(
-            self._data_plane, host=self._host, port=self._grpc_port, protection=self._protection
+            self._data_plane,
+            host=self._host,
+            port=self._grpc_port,
+            protection=self._protection,
+            shares_port=self._shares_port,
         )
         try:
             await grpc_server.start()
@@ -140,38 +207,64 @@ class Server:
             await self._protection.stop()
 
 
+@dataclass(frozen=True)
+class ServerParts:
+    """Everything `maas serve` runs, as `build_server` wired it."""
+
+    registry: Registry
+    config: ServingConfig
+    data_plane: DataPlane
+    manager: ModelManager
+    server: Server
+
+
+def build_server(
+    settings: Settings, models: Sequence[str] | None, *, shares_port: bool = False
+) -> ServerParts:
+    """The composition root of `maas serve`: build every object and hand each what it uses.
+
+    Nothing is loaded or bound yet: start the manager (it loads what the registry plans), then
+    the server; stop them in the other order, then close the data plane. `shares_port`: the
+    server is one of the workers of `maas serve --workers N`.
+    """
+    from maas.registry.store import Registry
+    from maas.security.signing import required_verifier
+
+    verifier = required_verifier(settings.security)
+    registry = Registry.from_settings(settings, signature_verifier=verifier)
+    config = ServingConfig.from_settings(settings.serve)
+    serving = build_serving(registry, config, models)
+    server = Server(
+        serving.data_plane,
+        host=settings.serve.host,
+        http_port=settings.serve.http_port,
+        grpc_port=settings.serve.grpc_port,
+        protection=Protection.from_settings(settings, registry),
+        shares_port=shares_port,
+    )
+    return ServerParts(registry, config, serving.data_plane, serving.manager, server)
+
+
 async def serve_until_signalled(
     settings: Settings,
     models: Sequence[str] | None,
     *,
     on_started: Callable[[Server], None],
+    shares_port: bool = False,
 ) -> None:
-    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly."""
-    from maas.registry.store import Registry
+    """Run `maas serve`: load from the registry, serve until SIGINT/SIGTERM, stop cleanly.
 
-    serve = settings.serve
-    registry = Registry.from_settings(settings)
-    config = ServingConfig.from_settings(serve)
-    protection = Protection.from_settings(settings, registry)
-    data_plane = await asyncio.to_thread(build_data_plane, registry, models, config)
-    from maas.serving.manager import ModelManager
-
-    manager = ModelManager(registry, data_plane, models)
-    data_plane.control = manager
-    server = Server(
-        data_plane,
-        host=serve.host,
-        http_port=serve.http_port,
-        grpc_port=serve.grpc_port,
-        protection=protection,
-    )
+    `shares_port`: this is one of the workers of `maas serve --workers N` (see `workers.py`).
+    """
+    parts = build_server(settings, models, shares_port=shares_port)
+    server, manager, data_plane = parts.server, parts.manager, parts.data_plane
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await manager.start()  # loads what the registry plans, as every pick-up does
         await server.start()
-        await manager.start()
         on_started(server)
         log.info(
             "server.started",
@@ -182,7 +275,7 @@ async def serve_until_signalled(
         data_plane.begin_shutdown()
     finally:
         await manager.stop()
-        await server.stop(config.grace_period_s)
+        await server.stop(parts.config.grace_period_s)
         data_plane.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -118,10 +118,16 @@ def _rows(arrays: dict[str, np.ndarray], label: str, is_batchable: bool) -> int:
 def check_outputs(
     requested: tuple[RequestedOutput, ...] | None, signature: Signature, label: str
 ) -> tuple[RequestedOutput, ...]:
-    """The outputs to return, in order: the requested ones, else every output of the model."""
+    """The outputs to return, in order: the requested ones, else every output of the model.
+
+    Raises:
+        InvalidInput: more outputs named than the model has, one named twice, an unknown one,
+            or a negative classification.
+    """
     if requested is None or not requested:
         return all_outputs(signature)
     names = [spec.name for spec in signature.outputs]
+    check_output_names(requested, len(names), label)
     for output in requested:
         if output.name not in names:
             expected = ", ".join(f'"{n}"' for n in names)
@@ -129,6 +135,27 @@ def check_outputs(
         if output.classification < 0:
             raise InvalidInput(f'output "{output.name}": classification must be >= 0')
     return requested
+
+
+def check_output_names(requested: tuple[RequestedOutput, ...], most: int, label: str) -> None:
+    """Each output named at most once, and no more than `most` of them: an answer holds each
+    output once, so a request cannot make it grow by naming one many times.
+
+    Raises:
+        InvalidInput: more than `most` outputs are named, or one is named twice.
+    """
+    if len(requested) > most:
+        raise InvalidInput(
+            f"{len(requested)} outputs requested; model {label} has {most}: name each output "
+            "at most once"
+        )
+    seen: set[str] = set()
+    for output in requested:
+        if output.name in seen:
+            raise InvalidInput(
+                f'output "{output.name}" is requested twice; name each output at most once'
+            )
+        seen.add(output.name)
 
 
 @functools.lru_cache(maxsize=256)

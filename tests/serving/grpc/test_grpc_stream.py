@@ -49,3 +49,25 @@ async def test_failures_keep_their_id_and_message() -> None:
         async for r in answer_stream(requests_of(3), infer, on_bug)
     }
     assert responses == {"0": "", "1": "no model 'm'", "2": "internal error (RuntimeError)"}
+
+
+async def test_answers_the_client_has_not_taken_hold_their_slots() -> None:
+    """A client that sends without reading cannot make answers pile up: reading stops."""
+    pulled = 0
+
+    async def requests() -> AsyncIterator[pb.ModelInferRequest]:
+        nonlocal pulled
+        for i in range(100):
+            pulled += 1
+            yield pb.ModelInferRequest(model_name="m", id=str(i))
+
+    async def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        return pb.ModelInferResponse(id=request.id)
+
+    stream = answer_stream(requests(), infer, str, max_in_flight=3)
+    first = await anext(stream)
+    for _ in range(50):  # plenty of turns for the reader, had it room to go on
+        await asyncio.sleep(0)
+    assert pulled <= 4  # three answers held, one request waiting for a slot
+    rest = [r async for r in stream]
+    assert sorted(int(r.infer_response.id) for r in [first, *rest]) == list(range(100))

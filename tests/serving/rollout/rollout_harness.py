@@ -19,7 +19,7 @@ from maas.serving.dataplane import DataPlane
 from maas.serving.manager import ModelManager
 from maas.serving.options import ServingConfig
 from maas.serving.rest.server import RestServer
-from maas.serving.server import build_data_plane
+from maas.serving.server import build_serving
 from maas.signature import Signature, TensorSpec
 
 FEATURES = 4
@@ -102,13 +102,11 @@ async def start_served(
 ) -> Served:
     metrics = CollectorRegistry()
     chosen = serving_config or config()
-    dp = await asyncio.to_thread(build_data_plane, registry, models, chosen, metrics)
-    manager = ModelManager(registry, dp, models)
-    dp.control = manager
-    rest = RestServer(dp, "127.0.0.1", 0)
+    serving = build_serving(registry, chosen, models, metrics)
+    rest = RestServer(serving.data_plane, "127.0.0.1", 0)
+    await serving.manager.start()
     await rest.start()
-    await manager.start()
-    return Served(registry, dp, manager, rest, metrics)
+    return Served(registry, serving.data_plane, serving.manager, rest, metrics)
 
 
 async def predict(client: httpx.AsyncClient, url: str, model: str) -> tuple[int, str]:

@@ -17,7 +17,7 @@ from maas.serving.dataplane import DataPlane
 from maas.serving.manager import ModelManager
 from maas.serving.options import ServingConfig
 from maas.serving.protection import Protection
-from maas.serving.server import Server, build_data_plane
+from maas.serving.server import Server, build_serving
 
 KEY_POLL_S = 0.2  # servers reload keys this often in these tests
 
@@ -64,12 +64,11 @@ async def start_served(
 ) -> Served:
     """Serve every model of `registry` behind `protection`, with a manager following it."""
     config = ServingConfig(poll_interval_s=0, request_timeout_s=request_timeout_s)
-    data_plane = build_data_plane(registry, None, config, CollectorRegistry())
-    manager = ModelManager(registry, data_plane)
-    data_plane.control = manager
+    serving = build_serving(registry, config, None, CollectorRegistry())
+    data_plane, manager = serving.data_plane, serving.manager
     server = Server(data_plane, host="127.0.0.1", http_port=0, grpc_port=0, protection=protection)
-    await server.start()
     await manager.start()
+    await server.start()
     return Served(server, data_plane, manager, registry, protection.scheme)
 
 

@@ -93,7 +93,7 @@ def encode_infer_response(response: InferResponse, *, raw: bool) -> pb.ModelInfe
     )
     if response.parameters:
         encode_parameters(msg.parameters, response.parameters)
-    use_raw = raw or any(t.datatype not in CONTENTS_FIELD for t in response.outputs)
+    use_raw = answers_raw(response, raw=raw)
     for tensor in response.outputs:
         out = msg.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         if tensor.parameters:
@@ -103,6 +103,12 @@ def encode_infer_response(response: InferResponse, *, raw: bool) -> pb.ModelInfe
         else:
             _fill_contents(out.contents, tensor)
     return msg
+
+
+def answers_raw(response: InferResponse, *, raw: bool) -> bool:
+    """Whether the response goes in `raw_output_contents`: asked for, or forced by an output
+    whose datatype has no typed contents field (FP16)."""
+    return raw or any(t.datatype not in CONTENTS_FIELD for t in response.outputs)
 
 
 def tensor_to_raw(tensor: InferTensor) -> bytes:

@@ -41,6 +41,8 @@ class GrpcServer:
         max_message_bytes: the largest request or response message accepted.
         health_poll_s: how often the health service's status follows the data plane's readiness.
         protection: authentication, limits and TLS (None: open, plain).
+        shares_port: other worker processes serve the same port (`maas serve --workers N`):
+            bind with SO_REUSEPORT.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class GrpcServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         health_poll_s: float = HEALTH_POLL_S,
         protection: Protection | None = None,
+        shares_port: bool = False,
     ) -> None:
         if max_message_bytes < 1:
             raise MaasError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -61,6 +64,7 @@ class GrpcServer:
         self._max_message_bytes = max_message_bytes
         self._health_poll_s = health_poll_s
         self._protection = protection
+        self._shares_port = shares_port
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -91,7 +95,8 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),
-                ("grpc.so_reuseport", 0),  # a port must not be shared by two servers
+                # a port is shared only by the workers of one `maas serve --workers N`
+                ("grpc.so_reuseport", int(self._shares_port)),
             ],
         )
         servicer = InferenceServicer(self._data_plane)

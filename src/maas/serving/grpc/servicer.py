@@ -4,18 +4,16 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import grpc
 
-from maas.errors import MaasError
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from maas.serving.context import RequestContext
-from maas.serving.grpc.codec import decode_infer_request, encode_infer_response
+from maas.serving.grpc.codec import answers_raw, decode_infer_request, encode_infer_response
 from maas.serving.grpc.documents import (
     encode_model_config,
     encode_model_metadata,
@@ -23,13 +21,12 @@ from maas.serving.grpc.documents import (
     encode_repository_index,
     encode_server_metadata,
 )
-from maas.serving.grpc.status import grpc_status
+from maas.serving.grpc.status import log_bug, maps_errors
 from maas.serving.grpc.stream import answer_stream
+from maas.serving.response_size import Encoding, check_encoded
 
 if TYPE_CHECKING:
     from maas.serving.dataplane import DataPlane
-
-log = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -42,55 +39,43 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, data_plane: DataPlane) -> None:
         self._data_plane = data_plane
 
+    @maps_errors
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
     ) -> pb.ServerLiveResponse:
-        try:
-            return pb.ServerLiveResponse(live=await self._data_plane.live())
-        except Exception as err:
-            await abort(context, err)
+        return pb.ServerLiveResponse(live=await self._data_plane.live())
 
+    @maps_errors
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: Context
     ) -> pb.ServerReadyResponse:
-        try:
-            return pb.ServerReadyResponse(ready=await self._data_plane.ready())
-        except Exception as err:
-            await abort(context, err)
+        return pb.ServerReadyResponse(ready=await self._data_plane.ready())
 
+    @maps_errors
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
-        try:
-            ready = await self._data_plane.model_ready(request.name, request.version or None)
-            return pb.ModelReadyResponse(ready=ready)
-        except Exception as err:
-            await abort(context, err)
+        ready = await self._data_plane.model_ready(request.name, request.version or None)
+        return pb.ModelReadyResponse(ready=ready)
 
+    @maps_errors
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
-        try:
-            return encode_server_metadata(self._data_plane.server_metadata())
-        except Exception as err:
-            await abort(context, err)
+        return encode_server_metadata(self._data_plane.server_metadata())
 
+    @maps_errors
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
-        try:
-            meta = self._data_plane.model_metadata(request.name, request.version or None)
-            return encode_model_metadata(meta)
-        except Exception as err:
-            await abort(context, err)
+        meta = self._data_plane.model_metadata(request.name, request.version or None)
+        return encode_model_metadata(meta)
 
+    @maps_errors
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        try:
-            return await self._infer(request, context)
-        except Exception as err:
-            await abort(context, err)
+        return await self._infer(request, context)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -100,37 +85,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
             return await self._infer(request, context)
 
-        async for response in answer_stream(request_iterator, infer, _log_bug):
+        async for response in answer_stream(request_iterator, infer, log_bug):
             yield response
 
+    @maps_errors
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: Context
     ) -> pb.ModelConfigResponse:
-        try:
-            config = self._data_plane.model_config(request.name, request.version or None)
-            return encode_model_config(config)
-        except Exception as err:
-            await abort(context, err)
+        config = self._data_plane.model_config(request.name, request.version or None)
+        return encode_model_config(config)
 
+    @maps_errors
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context
     ) -> pb.ModelStatisticsResponse:
-        try:
-            stats = self._data_plane.model_statistics(request.name or None, request.version or None)
-            return encode_model_statistics(stats)
-        except Exception as err:
-            await abort(context, err)
+        stats = self._data_plane.model_statistics(request.name or None, request.version or None)
+        return encode_model_statistics(stats)
 
+    @maps_errors
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
         """Every loaded version, READY (a version is listed only once it is loaded)."""
-        try:
-            stats = self._data_plane.model_statistics(None, None)
-            return encode_repository_index(stats)
-        except Exception as err:
-            await abort(context, err)
+        stats = self._data_plane.model_statistics(None, None)
+        return encode_repository_index(stats)
 
+    @maps_errors
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
@@ -138,12 +118,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         control = self._data_plane.control
         if control is None:  # a data plane without a registry to follow
             await _unimplemented(context, "RepositoryModelLoad")
-        try:
-            await control.load_model(request.model_name)
-        except Exception as err:
-            await abort(context, err)
+        await control.load_model(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
+    @maps_errors
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
@@ -151,10 +129,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         control = self._data_plane.control
         if control is None:
             await _unimplemented(context, "RepositoryModelUnload")
-        try:
-            await control.unload_model(request.model_name)
-        except Exception as err:
-            await abort(context, err)
+        await control.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     async def _infer(
@@ -169,22 +144,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         infer_request = decode_infer_request(request)
         call = RequestContext.starting_now(request_id, "grpc", timeout_s)
         response = await self._data_plane.infer(infer_request, call)
-        return encode_infer_response(response, raw=len(request.raw_input_contents) > 0)
-
-
-async def abort(context: Context, err: Exception) -> NoReturn:
-    """End the call with the status for `err`: its code's status and message for a `MaasError`,
-    INTERNAL with a request id (and the traceback in the log) for anything else."""
-    if isinstance(err, MaasError):
-        await context.abort(grpc_status(err.code), str(err))
-    await context.abort(grpc.StatusCode.INTERNAL, _log_bug(err))
-    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
-
-
-def _log_bug(err: Exception) -> str:
-    request_id = uuid.uuid4().hex
-    log.error("grpc.request_failed", exc_info=err, extra={"request_id": request_id})
-    return f"internal error (request id {request_id})"
+        raw = len(request.raw_input_contents) > 0
+        encoding = Encoding.RAW if answers_raw(response, raw=raw) else Encoding.PROTO
+        check_encoded(response, self._data_plane.config.max_response_bytes, encoding)
+        return encode_infer_response(response, raw=raw)
 
 
 async def _unimplemented(context: Context, method: str) -> NoReturn:

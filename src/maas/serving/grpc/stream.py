@@ -2,8 +2,9 @@
 
 Responses come back in the order they complete, each carrying its request's `id` (also on
 failure), as Triton's clients expect; a failed request gets `error_message` and the stream
-goes on. At most `max_in_flight` requests of a stream are being answered at once; the stream
-reads no further until one of them finishes.
+goes on. At most `max_in_flight` requests of a stream are being answered or waiting to be sent
+at once; the stream reads no further until one of their answers has been handed to the client,
+so a client that sends without reading cannot make answers pile up in the server.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def answer_stream(
         requests: the client's stream.
         infer: answers one request; a `MaasError` becomes that request's `error_message`.
         on_bug: logs any other exception and returns the message the client gets.
-        max_in_flight: requests answered at once on this stream.
+        max_in_flight: requests answered, or answered and not yet sent, at once on this stream.
     """
     answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
     slots = asyncio.Semaphore(max_in_flight)
@@ -46,9 +47,7 @@ async def answer_stream(
             response = _failure(request, str(err))
         except Exception as err:
             response = _failure(request, on_bug(err))
-        finally:
-            slots.release()
-        answers.put_nowait(response)
+        answers.put_nowait(response)  # its slot is freed once the client has it
 
     async def read() -> None:
         try:
@@ -66,6 +65,7 @@ async def answer_stream(
     try:
         while (response := await answers.get()) is not None:
             yield response
+            slots.release()
         await reader  # raises what ended the client's stream, if anything did
     finally:
         for task in (reader, *running):

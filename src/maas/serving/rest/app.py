@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from maas.errors import ErrorCode, MaasError, ResourceExhausted, Unavailable
@@ -36,9 +37,12 @@ REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
 REQUEST_TIMEOUT_STATUS = 408  # the client did not send its body in time: its mistake, not ours
 # An answer given before the body was read (401, 413, 404...) first reads and drops what the client
-# is still sending, up to these bounds, so the client gets to read the answer instead of a reset.
+# is still sending, up to these bounds, so the client gets to read the answer instead of a reset;
+# a client that stops sending (it waits for the answer first) is answered with `Connection: close`.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 2.0
+DRAIN_IDLE_S = 0.2  # no body bytes for this long: the client is waiting, answer it
+CLOSE = ("connection", "close")
 
 
 class Scope(Protocol):
@@ -50,6 +54,8 @@ class Scope(Protocol):
     def method(self) -> str: ...
     @property
     def path(self) -> str: ...
+    @property
+    def http_version(self) -> str: ...
     @property
     def headers(self) -> Headers: ...
 
@@ -100,15 +106,45 @@ class RestApp:
                 self.in_flight.discard(task)
         out = [("content-type", reply.content_type), (REQUEST_ID_HEADER, request_id)]
         out.extend(reply.headers)
-        protocol.response_bytes(reply.status, out, reply.body)
+        if unfinished is not None or exchange.is_held_back:
+            out.append(CLOSE)  # the body was not read: the connection cannot be reused
+        if reply.stream is None:
+            protocol.response_bytes(reply.status, out, reply.body)
+        else:
+            await self._send_stream(protocol, reply.status, out, reply.stream)
         if unfinished is not None:
-            unfinished.cancel()  # after the answer: the server then closes the connection
+            unfinished.cancel()  # only after the answer: cancelling breaks the stream it uses
+
+    async def _send_stream(
+        self,
+        protocol: Any,
+        status: int,
+        headers: list[tuple[str, str]],
+        chunks: AsyncIterator[bytes],
+    ) -> None:
+        """Send a streamed body chunk by chunk until it ends or the client goes away; either
+        way the stream is closed (a generator's `finally` stops its work)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        transport = protocol.response_stream(status, headers)
+        sending = asyncio.create_task(_send_all(transport, chunks))
+        gone = asyncio.create_task(_client_gone(protocol))
+        try:
+            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sending, gone):
+                waiter.cancel()
+            await asyncio.gather(sending, gone, return_exceptions=True)
+            if task is not None:
+                self.in_flight.discard(task)
 
     async def _answer(
         self, scope: Scope, protocol: Any, headers: Headers, request_id: str, exchange: _Exchange
     ) -> Reply:
-        if self._max_in_flight is not None and len(self.in_flight) > self._max_in_flight:
-            return refusal(Unavailable(f"over {self._max_in_flight} requests in flight; retry"))
+        refused = self._refused_at_once(scope, exchange)
+        if refused is not None:
+            return refused
         method = scope.method
         shape, model, version = self._routes.match(scope.path)
         kind = self._routes.kind_of(method, shape)
@@ -141,6 +177,15 @@ class RestApp:
             log.error("request.failed", exc_info=err, extra={"path": scope.path})
         return error_reply(500, f"internal error; request id {request_id}")
 
+    def _refused_at_once(self, scope: Scope, exchange: _Exchange) -> Reply | None:
+        """The answer to a request refused before anything else is looked at, if it is."""
+        if self._max_in_flight is not None and len(self.in_flight) > self._max_in_flight:
+            return refusal(Unavailable(f"over {self._max_in_flight} requests in flight; retry"))
+        if scope.http_version != "2" and not _has_one_host(scope):
+            exchange.is_held_back = True  # answered without its body: close the connection
+            return error_reply(400, "an HTTP/1.1 request needs exactly one Host header")
+        return None
+
     def _no_route(self, method: str, shape: str, path: str) -> Reply:
         if self._routes.knows_shape(shape):
             return error_reply(405, f"method {method} is not allowed on {path}")
@@ -164,7 +209,7 @@ class RestApp:
         """
         limit = self._admission.max_request_bytes(model)
         check_declared_length(headers, limit)
-        exchange.reading = asyncio.create_task(_collect(protocol, limit))
+        exchange.reading = asyncio.create_task(_collect(protocol, limit, exchange))
         chunks = await asyncio.shield(exchange.reading)
         if chunks is None:
             self._admission.check_size(limit + 1, model)  # raises: over the limit
@@ -180,11 +225,13 @@ class RestApp:
 class _Exchange:
     """What became of one request's body: read, being read, or left unread."""
 
-    __slots__ = ("body_read", "reading")
+    __slots__ = ("body_read", "is_held_back", "reading", "received_bytes")
 
     def __init__(self) -> None:
         self.body_read = False
+        self.is_held_back = False  # the client waits for a 100 (Continue) that never came
         self.reading: asyncio.Task[list[bytes] | None] | None = None
+        self.received_bytes = 0
 
     async def finish_body(
         self, protocol: Any, headers: Headers
@@ -198,13 +245,38 @@ class _Exchange:
         """
         reading = self.reading
         if reading is None:
-            if self.body_read or not _sends_body(headers):
+            if self.body_read or not _has_body(headers):
                 return None
-            reading = asyncio.create_task(_collect(protocol, 0))
-        if not reading.done():
-            await asyncio.wait({reading}, timeout=DRAIN_MAX_S)
+            if headers.get("expect") is not None:
+                self.is_held_back = True  # 100-continue: nothing comes unless we ask
+                return None
+            reading = asyncio.create_task(_collect(protocol, 0, self))
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + DRAIN_MAX_S
+        seen = -1
+        while not reading.done() and seen != self.received_bytes and loop.time() < give_up:
+            seen = self.received_bytes
+            await asyncio.wait({reading}, timeout=DRAIN_IDLE_S)
         reading.add_done_callback(_drop_outcome)  # a broken stream is nothing to report
         return None if reading.done() else reading
+
+
+async def _client_gone(protocol: Any) -> None:
+    """Return once the client closed its connection (granian's awaitable, in a task)."""
+    await protocol.client_disconnect()
+
+
+async def _send_all(transport: Any, chunks: AsyncIterator[bytes]) -> None:
+    """Write every chunk; the iterator is closed however this ends."""
+    try:
+        async for chunk in chunks:
+            await transport.send_bytes(chunk)
+    except Exception as err:  # the connection broke under us: nothing left to answer
+        log.info("response.stream_broken", extra={"error": str(err)})
+    finally:
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 def _drop_outcome(task: asyncio.Task[list[bytes] | None]) -> None:
@@ -212,21 +284,26 @@ def _drop_outcome(task: asyncio.Task[list[bytes] | None]) -> None:
         task.exception()
 
 
-def _sends_body(headers: Headers) -> bool:
-    """Whether the client is sending a body it has not been asked to hold back."""
-    if headers.get("expect") is not None:
-        return False  # 100-continue: nothing comes unless we read, and we did not
+def _has_one_host(scope: Scope) -> bool:
+    """RFC 9112 3.2: exactly one Host header in HTTP/1.1 (at most one in HTTP/1.0)."""
+    hosts = len(scope.headers.get_all("host"))
+    return hosts == 1 or (hosts == 0 and scope.http_version == "1")
+
+
+def _has_body(headers: Headers) -> bool:
+    """Whether the request declares a body."""
     length = headers.get("content-length")
     return headers.get("transfer-encoding") is not None or (length is not None and length != "0")
 
 
-async def _collect(protocol: Any, limit: int) -> list[bytes] | None:
+async def _collect(protocol: Any, limit: int, exchange: _Exchange) -> list[bytes] | None:
     """The body's chunks; None when it went over `limit` (what follows is read and dropped, up
     to `DRAIN_MAX_BYTES` more)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in protocol:
         size += len(chunk)
+        exchange.received_bytes = size
         if size <= limit:
             chunks.append(chunk)
         elif size > limit + DRAIN_MAX_BYTES:

@@ -18,6 +18,7 @@ import orjson
 
 from maas.errors import InvalidInput, ModelNotFound
 from maas.serving.dataplane import DataPlane
+from maas.serving.response_size import Encoding, check_encoded
 from maas.serving.rest.compat_tensors import (
     build_request,
     columns_from_inputs,
@@ -65,6 +66,7 @@ class SageMakerHandlers:
         response = await self._dp.infer(
             build_request(name, version, columns, specs), request.context
         )
+        check_encoded(response, self._dp.config.max_response_bytes, Encoding.JSON)
         if as_columns:
             values = output_values(response)
             body: dict[str, Any] = {

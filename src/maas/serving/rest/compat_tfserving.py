@@ -17,6 +17,7 @@ import orjson
 
 from maas.errors import InvalidInput
 from maas.serving.dataplane import DataPlane
+from maas.serving.response_size import Encoding, check_encoded
 from maas.serving.rest.compat_tensors import (
     build_request,
     columns_from_inputs,
@@ -118,6 +119,7 @@ class TfServingHandlers:
             columns = columns_from_inputs(doc["inputs"], specs)
         infer = build_request(name, request.version, columns, specs)
         response = await self._dp.infer(infer, request.context)
+        check_encoded(response, self._dp.config.max_response_bytes, Encoding.JSON)
         headers = (("x-model-version", response.model_version),)
         if has_rows:
             body: dict[str, Any] = {"predictions": output_rows(response)}

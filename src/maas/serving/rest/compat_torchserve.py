@@ -20,6 +20,7 @@ import orjson
 from maas.errors import ErrorCode, InvalidInput, MaasError
 from maas.logs import request_id_var
 from maas.serving.dataplane import DataPlane
+from maas.serving.response_size import Encoding, check_encoded
 from maas.serving.rest.compat_tensors import build_request, columns_from_instances, output_rows
 from maas.serving.rest.handlers import HTTP_STATUS, HttpRequest, Reply, json_body
 
@@ -75,6 +76,7 @@ class TorchServeHandlers:
         response = await self._dp.infer(
             build_request(name, version, columns, specs), request.context
         )
+        check_encoded(response, self._dp.config.max_response_bytes, Encoding.JSON)
         predictions = output_rows(response)
         body = predictions[0] if single else predictions
         headers = (("x-model-version", response.model_version),)

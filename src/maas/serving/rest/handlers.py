@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -10,8 +10,9 @@ import orjson
 
 from maas.errors import ErrorCode, InvalidInput, MaasError, ModelNotFound, PayloadTooLarge
 from maas.protocol.http import HEADER_LENGTH, decode_request, encode_response, wants_binary
-from maas.protocol.types import InferResponse, ModelMetadata
+from maas.protocol.types import InferResponse, InferTensor, ModelMetadata
 from maas.serving.dataplane import DataPlane
+from maas.serving.response_size import Encoding, check_encoded
 
 if TYPE_CHECKING:
     from maas.security.acl import Principal
@@ -38,18 +39,21 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP response to send: status, body, content type and extra headers."""
+    """An HTTP response to send: status, body, content type and extra headers; a streamed
+    response has `stream` (its chunks, sent as they come) instead of a body."""
 
     status: int
     body: bytes
     content_type: str = JSON_TYPE
     headers: tuple[tuple[str, str], ...] = ()
+    stream: AsyncIterator[bytes] | None = None
 
 
 class Headers(Protocol):
     """Request headers by lower-case name (the HTTP server's own mapping)."""
 
     def get(self, key: str, default: None = None) -> str | None: ...
+    def get_all(self, key: str) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,9 @@ async def answer_inference(
         data_plane.count_rejected(model, request.version, "rest", err.code)
         raise
     response = await run(infer_request, request.context)
-    encoded = encode_response(response, wants_binary(infer_request))
+    binary = wants_binary(infer_request)
+    check_encoded(response, data_plane.config.max_response_bytes, rest_encoding(binary))
+    encoded = encode_response(response, binary)
     answered = ((MODEL_VERSION_HEADER, response.model_version),)
     if encoded.header_length is None:
         return Reply(200, encoded.body, headers=answered)
@@ -154,6 +160,16 @@ async def answer_inference(
         "application/octet-stream",
         ((_HEADER_LENGTH_KEY, str(encoded.header_length)), *answered),
     )
+
+
+def rest_encoding(binary: dict[str, bool]) -> Callable[[InferTensor], Encoding]:
+    """How each output of a v2 REST answer travels, from `wants_binary`'s choices."""
+    every = binary.get("*", False)
+
+    def encoding(tensor: InferTensor) -> Encoding:
+        return Encoding.RAW if every or binary.get(tensor.name, False) else Encoding.JSON
+
+    return encoding
 
 
 def metadata_doc(meta: ModelMetadata) -> dict[str, Any]:

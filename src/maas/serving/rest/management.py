@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from maas.actors import Actor
 from maas.errors import InvalidInput, ModelNotFound, Unavailable
-from maas.security.acl import Action, allows
+from maas.security.acl import Action, actor_of, allows
 from maas.serving.dataplane import DataPlane
 from maas.serving.manager import ModelManager
 from maas.serving.rest.handlers import HttpRequest, Reply, json_body, json_reply, model_name
@@ -131,6 +132,7 @@ def _body(body: bytes, *, required: bool = True) -> dict[str, Any]:
     return doc
 
 
-def _actor(request: HttpRequest) -> str | None:
-    """Who to name in the audit log: the authenticated caller (None without authentication)."""
-    return request.principal.name if request.principal is not None else None
+def _actor(request: HttpRequest) -> Actor:
+    """Who to name in the audit log: the authenticated caller, with its credential's kind and
+    key id (anonymous without authentication)."""
+    return actor_of(request.principal)

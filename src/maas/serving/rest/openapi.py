@@ -69,8 +69,8 @@ def openapi_document(routes: Iterable[RouteLike]) -> dict[str, Any]:
 def _generated(route: RouteLike, path: str) -> dict[str, Any]:
     action = ENDPOINT_ACTIONS[route.kind]
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for placeholder, name in _PLACEHOLDERS.items()
+        {"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PLACEHOLDERS.values()
         if name in path
     ]
     operation: dict[str, Any] = {

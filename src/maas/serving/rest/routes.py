@@ -16,8 +16,10 @@ from maas.serving.rest.compat_sagemaker import SageMakerHandlers
 from maas.serving.rest.compat_tfserving import TfServingHandlers, match_tfserving
 from maas.serving.rest.compat_torchserve import TorchServeHandlers, match_torchserve
 from maas.serving.rest.explain import ExplainHandlers
+from maas.serving.rest.generate import GenerateHandlers
 from maas.serving.rest.handlers import Handlers, HttpRequest, Reply
 from maas.serving.rest.management import ManagementHandlers, match_management
+from maas.serving.rest.openai import OpenAiHandlers
 from maas.serving.rest.openapi import OPENAPI_PATH, OpenApi, openapi_document
 
 Handler = Callable[[HttpRequest], Awaitable[Reply]]
@@ -25,7 +27,7 @@ Shape = tuple[str, str | None, str | None]  # (path shape, model, version)
 
 UNKNOWN_ROUTE_KIND = "server_metadata"  # a path no route answers: any valid credentials, then 404
 WRONG_METHOD_KIND = "management"  # a known path with another method: admin, then 405
-MAX_CACHED_PATH_CHARS = 256  # longer paths are matched each time, never remembered
+MAX_CACHED_PATH_CHARS = 320  # fits two 128-character names and the fixed parts; longer: not kept
 MAX_CACHED_PATHS = 1024  # distinct paths remembered; clients repeat a handful
 
 
@@ -62,7 +64,7 @@ class BoundRoute:
 
 
 _M, _MV = "/v2/models/{m}", "/v2/models/{m}/versions/{v}"
-_TF, _SM, _TS = "tfserving", "sagemaker", "torchserve"
+_TF, _SM, _TS, _OA = "tfserving", "sagemaker", "torchserve", "openai"
 
 # Every route of the REST API: the one place a route is declared.
 ROUTES: tuple[Route, ...] = (
@@ -82,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
             Route("GET", f"{base}/config", "model_config", "v2.model_config"),
             Route("GET", f"{base}/stats", "model_statistics", "v2.model_stats"),
             Route("POST", f"{base}/explain", "explain", "explain.explain"),
+            Route("POST", f"{base}/generate", "infer", "generate.generate"),
+            Route("POST", f"{base}/generate_stream", "infer", "generate.generate_stream"),
         )
     ),
     Route("POST", "/v2/repository/index", "repository_index", "manage.index"),
@@ -102,6 +106,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/invocations", "sagemaker_invocations", "sm.invocations", _SM),
     Route("POST", "/predictions/{m}", "torchserve_predictions", "ts.predictions", _TS),
     Route("POST", "/predictions/{m}/{v}", "torchserve_predictions", "ts.predictions", _TS),
+    Route("POST", "/v1/completions", "openai_generate", "openai.completions", _OA),
+    Route("POST", "/v1/chat/completions", "openai_generate", "openai.chat_completions", _OA),
+    Route("GET", "/v1/models", "repository_index", "openai.models", _OA),
 )
 
 
@@ -118,6 +125,8 @@ def bind_routes(data_plane: DataPlane, routes: tuple[Route, ...] = ROUTES) -> Ro
         "sm": SageMakerHandlers(data_plane),
         "ts": TorchServeHandlers(data_plane),
         "explain": ExplainHandlers(data_plane),
+        "generate": GenerateHandlers(data_plane),
+        "openai": OpenAiHandlers(data_plane),
         "openapi": OpenApi(openapi_document(routes)),
     }
     bound = []
@@ -142,7 +151,8 @@ class RouteTable:
         if len(self._routes) != len(routes):
             raise ValueError("a (method, path shape) pair is declared twice")
         self._shapes = {b.route.shape for b in routes}
-        # Bounded by count and by key length: nothing a client sends grows it without limit.
+        # Only short ASCII paths of real routes, at most MAX_CACHED_PATHS of them: nothing a client
+        # sends (before authentication) grows it past about 1 MiB.
         self._cache: dict[str, Shape] = {}
 
     def __iter__(self) -> Iterator[Route]:
@@ -176,7 +186,7 @@ class RouteTable:
         if found is not None:
             return found
         found = path_shape(path)
-        if len(path) <= MAX_CACHED_PATH_CHARS:
+        if len(path) <= MAX_CACHED_PATH_CHARS and path.isascii() and found[0] in self._shapes:
             if len(self._cache) >= MAX_CACHED_PATHS:
                 self._cache.clear()  # many distinct paths (a scan): start over, stay bounded
             self._cache[path] = found
