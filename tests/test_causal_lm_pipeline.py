@@ -16,6 +16,8 @@ from maas.causal_lm_pipeline import prepare_text
 from maas.config import load_settings
 from maas.errors import ValidationFailed
 from maas.generate.greedy import CacheShape, greedy_generate
+from maas.generate.loader import load_generator
+from maas.generate.sampling import SamplingParams
 from maas.pipeline import TrainResult, train
 from maas.registry.store import Registry
 from maas.train.spec import parse_spec
@@ -123,3 +125,34 @@ def test_perplexity_gate_refuses_registration(corpus: Path, tmp_path: Path) -> N
         train(parse_spec(doc), settings)
     with Registry.from_settings(settings) as registry:
         assert registry.list_models() == []
+
+
+@pytest.mark.slow
+async def test_the_generation_engine_serves_the_registered_version(trained: TrainResult) -> None:
+    """The serving engine loads what training registered; at temperature 0 it writes, for two
+    sequences batched together, the text of the validated greedy loop."""
+    home = trained.run_dir.parents[1]
+    with Registry.from_settings(load_settings(home=home)) as registry:
+        version = registry.get("tiny-lm", "latest")
+        model = registry.read_artifact(version)
+        tokenizer_json = registry.read_file(version, "tokenizer.json").decode()
+    config = version.lineage["generation"]
+    generator = load_generator(model, tokenizer_json, config, name="tiny-lm:1")
+    try:
+        prompt = generator.encode_prompt("The assert statement")
+        params = SamplingParams(max_tokens=10, temperature=0.0)
+        streams = [generator.start(prompt, params, deadline_s=None) for _ in range(2)]
+        texts = [(await stream.text())[0] for stream in streams]
+    finally:
+        generator.stop()
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    expected = greedy_generate(
+        session,
+        prompt,
+        cache=CacheShape.from_config(config),
+        max_new_tokens=10,
+        eos_token_id=config["eos_token_id"],
+        context=config["context"],
+    )
+    expected_text = Tokenizer.from_str(tokenizer_json).decode(expected)
+    assert texts == [expected_text, expected_text]
