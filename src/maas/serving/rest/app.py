@@ -43,6 +43,7 @@ DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 2.0
 DRAIN_IDLE_S = 0.2  # no body bytes for this long: the client is waiting, answer it
 CLOSE = ("connection", "close")
+CANCEL_SETTLE_S = 0.05  # a cancelled body read ends within one loop turn; a generous bound
 
 
 class Scope(Protocol):
@@ -108,12 +109,16 @@ class RestApp:
         out.extend(reply.headers)
         if unfinished is not None or exchange.is_held_back:
             out.append(CLOSE)  # the body was not read: the connection cannot be reused
+        if unfinished is not None:
+            # Stop waiting for the rest of the body, and let the read end, before answering:
+            # an answer handed over while a read is pending can stay unsent.
+            unfinished.cancel()
+            await asyncio.wait({unfinished}, timeout=CANCEL_SETTLE_S)
+            await asyncio.sleep(CANCEL_SETTLE_S)  # and the server's own side of it, in its thread
         if reply.stream is None:
             protocol.response_bytes(reply.status, out, reply.body)
         else:
             await self._send_stream(protocol, reply.status, out, reply.stream)
-        if unfinished is not None:
-            unfinished.cancel()  # only after the answer: cancelling breaks the stream it uses
 
     async def _send_stream(
         self,
@@ -240,8 +245,7 @@ class _Exchange:
         `DRAIN_MAX_BYTES` and `DRAIN_MAX_S`), so it gets to read the answer, not a reset.
 
         Returns:
-            The read still pending after that: to cancel once the answer is handed over
-            (cancelling it before would break the stream the answer goes out on).
+            The read still pending after that, for the caller to cancel before answering.
         """
         reading = self.reading
         if reading is None:
