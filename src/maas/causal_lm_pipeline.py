@@ -15,28 +15,28 @@ displays it.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import math
-import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from safetensors.torch import save as save_safetensors
 from tokenizers import Tokenizer
 
-import maas
 from maas.config import Settings
 from maas.export.causal_lm import export_causal_lm
 from maas.export.causal_lm_checks import CausalLMReport, validate_causal_lm
-from maas.pipeline import TrainResult, run_dir_for
-from maas.registry.store import Registry
+from maas.pipeline import (
+    TrainResult,
+    export_files,
+    register_run,
+    run_dir_for,
+    run_lineage,
+    write_export,
+)
 from maas.signature import read_onnx_signature
 from maas.train.data import Splits
 from maas.train.gpt import GPT
@@ -101,42 +101,20 @@ def _lineage(
     export: dict[str, Any],
     gen: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "spec": spec.to_dict(),
-        "run_id": f"{spec.name}-{spec.fingerprint()}",
-        "dataset": {
-            "source": spec.data.source,
-            "fingerprint": prep.corpus.fingerprint,
-            "documents": prep.documents,
-            "characters": prep.corpus.characters,
-            "train_tokens": int(prep.splits.train_x.size),
-        },
-        "tokenizer": {
-            "kind": "byte-level BPE",
-            "vocab_size": prep.tokenizer.get_vocab_size(),
-            "trained_on": "train split",
-            "file": TOKENIZER_FILE,
-        },
-        "generation": gen,
-        "parent_version": None,
-        "package_version": maas.__version__,
-        "export": export,
-        "best_epoch": outcome.best_epoch,
-        "epochs_run": outcome.epochs_run,
-        "stopped_early": outcome.stopped_early,
-        "python": platform.python_version(),
+    dataset = {
+        "source": spec.data.source,
+        "fingerprint": prep.corpus.fingerprint,
+        "documents": prep.documents,
+        "characters": prep.corpus.characters,
+        "train_tokens": int(prep.splits.train_x.size),
     }
-
-
-def _write_export(export_dir: Path, files: dict[str, bytes]) -> None:
-    """Write the export folder: a staging folder renamed into place."""
-    staging = export_dir.with_name(export_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name, data in files.items():
-        (staging / name).write_bytes(data)
-    shutil.rmtree(export_dir, ignore_errors=True)
-    staging.rename(export_dir)
+    tokenizer = {
+        "kind": "byte-level BPE",
+        "vocab_size": prep.tokenizer.get_vocab_size(),
+        "trained_on": "train split",
+        "file": TOKENIZER_FILE,
+    }
+    return run_lineage(spec, outcome, export, dataset=dataset, tokenizer=tokenizer, generation=gen)
 
 
 def _export_files(
@@ -148,7 +126,7 @@ def _export_files(
     metrics: dict[str, float],
     lineage: dict[str, Any],
 ) -> dict[str, bytes]:
-    """The export folder's files: the graph, the manifest and the files kept with the version."""
+    """The export folder's files: the shared ones and the two kept with a language model."""
     manifest = {
         "name": spec.name,
         "signature": read_onnx_signature(onnx_bytes).to_dict(),
@@ -163,15 +141,10 @@ def _export_files(
             "history.json",
         ],
     }
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     return {
-        "model.onnx": onnx_bytes,
         TOKENIZER_FILE: prep.tokenizer.to_str().encode(),
         GENERATION_CONFIG_FILE: json.dumps(lineage["generation"], indent=1).encode(),
-        "weights.safetensors": save_safetensors(weights),
-        "spec.yaml": yaml.safe_dump(spec.to_dict(), sort_keys=False).encode(),
-        "history.json": json.dumps(outcome.history, indent=1).encode(),
-        "manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        **export_files(spec, onnx_bytes, model, manifest, outcome.history),
     }
 
 
@@ -234,13 +207,10 @@ def train_causal_lm(
     metrics["total_seconds"] = time.perf_counter() - started
     lineage = _lineage(spec, prep, outcome, export_info.to_dict(), gen)
     export_dir = run_dir / "export"
-    _write_export(
+    write_export(
         export_dir, _export_files(spec, prep, model, onnx_bytes, outcome, metrics, lineage)
     )
-    version = None
-    if register:
-        with Registry.from_settings(settings, source=source) as registry:
-            version = registry.register_export(export_dir, actor=actor or getpass.getuser())
+    version = register_run(settings, export_dir, source=source, actor=actor) if register else None
     log.info(
         "train.finished",
         extra={"name": spec.name, "validation_perplexity": report.validation_perplexity},

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 
 import maas
 from maas.config import Settings
@@ -95,16 +95,24 @@ def _signature(n_features: int, n_classes: int) -> Signature:
 def _lineage(
     spec: Spec, prep: _Prepared, outcome: TrainOutcome, export: dict[str, Any]
 ) -> dict[str, Any]:
+    dataset = {
+        "source": spec.data.source,
+        "fingerprint": prep.dataset.fingerprint,
+        "rows": len(prep.dataset.targets),
+        "features": int(prep.dataset.features.shape[1]),
+    }
+    return run_lineage(spec, outcome, export, dataset=dataset, preprocessing=prep.scaler.to_dict())
+
+
+def run_lineage(
+    spec: Spec, outcome: TrainOutcome, export: dict[str, Any], **about_data: Any
+) -> dict[str, Any]:
+    """A training run's lineage: the spec, the run, what the data was (`about_data`, in order),
+    the export and how training went."""
     return {
         "spec": spec.to_dict(),
         "run_id": f"{spec.name}-{spec.fingerprint()}",
-        "dataset": {
-            "source": spec.data.source,
-            "fingerprint": prep.dataset.fingerprint,
-            "rows": len(prep.dataset.targets),
-            "features": int(prep.dataset.features.shape[1]),
-        },
-        "preprocessing": prep.scaler.to_dict(),
+        **about_data,
         "parent_version": None,
         "package_version": maas.__version__,
         "export": export,
@@ -115,26 +123,45 @@ def _lineage(
     }
 
 
-def _write_export(
-    export_dir: Path,
+def export_files(
     spec: Spec,
     onnx_bytes: bytes,
-    module: ServingModule,
+    module: torch.nn.Module,
     manifest: dict[str, Any],
     history: list[dict[str, float]],
-) -> None:
+) -> dict[str, bytes]:
+    """The files every export folder has: graph, weights, spec, history and manifest."""
+    weights = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    return {
+        "model.onnx": onnx_bytes,
+        "weights.safetensors": save_safetensors(weights),
+        "spec.yaml": yaml.safe_dump(spec.to_dict(), sort_keys=False).encode(),
+        "history.json": json.dumps(history, indent=1).encode(),
+        "manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(),
+    }
+
+
+def write_export(export_dir: Path, files: dict[str, bytes]) -> None:
     """Write the export folder atomically enough: a staging folder renamed into place."""
     staging = export_dir.with_name(export_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    (staging / "model.onnx").write_bytes(onnx_bytes)
-    weights = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    save_file(weights, str(staging / "weights.safetensors"))
-    (staging / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    (staging / "history.json").write_text(json.dumps(history, indent=1))
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
     shutil.rmtree(export_dir, ignore_errors=True)
     staging.rename(export_dir)
+
+
+def register_run(
+    settings: Settings, export_dir: Path, *, source: str, actor: str | None
+) -> ModelVersion:
+    """Register an export folder as a new version (signed, when the settings require it)."""
+    verifier = required_verifier(settings.security)
+    registry = Registry.from_settings(settings, source=source, signature_verifier=verifier)
+    try:
+        return registry.register_export(export_dir, actor=actor or getpass.getuser())
+    finally:
+        registry.close()
 
 
 def train(
@@ -231,14 +258,7 @@ def train(
         "files": ["weights.safetensors", "spec.yaml", "history.json"],
     }
     export_dir = run_dir / "export"
-    _write_export(export_dir, spec, onnx_bytes, module, manifest, outcome.history)
-    version = None
-    if register:
-        verifier = required_verifier(settings.security)
-        registry = Registry.from_settings(settings, source=source, signature_verifier=verifier)
-        try:
-            version = registry.register_export(export_dir, actor=actor or getpass.getuser())
-        finally:
-            registry.close()
+    write_export(export_dir, export_files(spec, onnx_bytes, module, manifest, outcome.history))
+    version = register_run(settings, export_dir, source=source, actor=actor) if register else None
     log.info("train.finished", extra={"name": spec.name, "test_accuracy": report.test_accuracy})
     return TrainResult(spec, run_dir, export_dir, metrics, outcome.history, version)
