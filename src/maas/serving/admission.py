@@ -73,7 +73,11 @@ class Admission:
         Raises:
             PayloadTooLarge: it is over.
         """
+        if size_bytes > self.max_request_bytes(model):
+            raise self.too_large(size_bytes, model)
+
+    def too_large(self, size_bytes: int, model: str | None) -> PayloadTooLarge:
+        """The error for a request of `size_bytes`, over the limit for `model`."""
+        where = f"model {model}'s" if model is not None else "the server's"
         limit = self.max_request_bytes(model)
-        if size_bytes > limit:
-            where = f"model {model}'s" if model is not None else "the server's"
-            raise PayloadTooLarge(f"request of {size_bytes} bytes is over {where} limit of {limit}")
+        return PayloadTooLarge(f"request of {size_bytes} bytes is over {where} limit of {limit}")

@@ -96,51 +96,27 @@ class RestApp:
         token = request_id_var.set(request_id)
         task = asyncio.current_task()
         exchange = _Exchange()
-        try:
-            if task is not None:
-                self.in_flight.add(task)
-            reply = await self._answer(scope, protocol, headers, request_id, exchange)
-            unfinished = await exchange.finish_body(protocol, headers)
-        finally:
-            request_id_var.reset(token)
-            if task is not None:
-                self.in_flight.discard(task)
-        out = [("content-type", reply.content_type), (REQUEST_ID_HEADER, request_id)]
-        out.extend(reply.headers)
-        if unfinished is not None or exchange.is_held_back:
-            out.append(CLOSE)  # the body was not read: the connection cannot be reused
-        if unfinished is not None:
-            # Stop waiting for the rest of the body, and let the read end, before answering:
-            # an answer handed over while a read is pending can stay unsent.
-            unfinished.cancel()
-            await asyncio.wait({unfinished}, timeout=CANCEL_SETTLE_S)
-            await asyncio.sleep(CANCEL_SETTLE_S)  # and the server's own side of it, in its thread
-        if reply.stream is None:
-            protocol.response_bytes(reply.status, out, reply.body)
-        else:
-            await self._send_stream(protocol, reply.status, out, reply.stream)
-
-    async def _send_stream(
-        self,
-        protocol: Any,
-        status: int,
-        headers: list[tuple[str, str]],
-        chunks: AsyncIterator[bytes],
-    ) -> None:
-        """Send a streamed body chunk by chunk until it ends or the client goes away; either
-        way the stream is closed (a generator's `finally` stops its work)."""
-        task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
-        transport = protocol.response_stream(status, headers)
-        sending = asyncio.create_task(_send_all(transport, chunks))
-        gone = asyncio.create_task(_client_gone(protocol))
         try:
-            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+            reply = await self._answer(scope, protocol, headers, request_id, exchange)
+            unfinished = await exchange.finish_body(protocol, headers)
+            out = [("content-type", reply.content_type), (REQUEST_ID_HEADER, request_id)]
+            out.extend(reply.headers)
+            if unfinished is not None or exchange.is_held_back:
+                out.append(CLOSE)  # the body was not read: the connection cannot be reused
+            if unfinished is not None:
+                # Stop waiting for the rest of the body, and let the read end, before answering:
+                # an answer handed over while a read is pending can stay unsent.
+                unfinished.cancel()
+                await asyncio.wait({unfinished}, timeout=CANCEL_SETTLE_S)
+                await asyncio.sleep(CANCEL_SETTLE_S)  # and the server's side of it, in its thread
+            if reply.stream is None:
+                protocol.response_bytes(reply.status, out, reply.body)
+            else:
+                await _send_stream(protocol, reply.status, out, reply.stream)
         finally:
-            for waiter in (sending, gone):
-                waiter.cancel()
-            await asyncio.gather(sending, gone, return_exceptions=True)
+            request_id_var.reset(token)
             if task is not None:
                 self.in_flight.discard(task)
 
@@ -152,7 +128,8 @@ class RestApp:
             return refused
         method = scope.method
         shape, model, version = self._routes.match(scope.path)
-        kind = self._routes.kind_of(method, shape)
+        bound = self._routes.find(method, shape)
+        kind = bound.route.kind if bound is not None else self._routes.kind_of(method, shape)
         context = RequestContext.starting_now(request_id, "rest", self._timeout_s)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -161,7 +138,6 @@ class RestApp:
                 context.principal = await self._admission.admit(
                     headers.get("authorization"), kind, model
                 )
-                bound = self._routes.find(method, shape)
                 if bound is None:
                     return self._no_route(method, shape, scope.path)
                 body = b""
@@ -216,9 +192,8 @@ class RestApp:
         check_declared_length(headers, limit)
         exchange.reading = asyncio.create_task(_collect(protocol, limit, exchange))
         chunks = await asyncio.shield(exchange.reading)
-        if chunks is None:
-            self._admission.check_size(limit + 1, model)  # raises: over the limit
-            raise AssertionError("unreachable")  # pragma: no cover
+        if chunks is None:  # over the limit: what arrived says by how much
+            raise self._admission.too_large(exchange.received_bytes, model)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _request_id(self, given: str | None) -> str:
@@ -248,8 +223,10 @@ class _Exchange:
             The read still pending after that, for the caller to cancel before answering.
         """
         reading = self.reading
+        if self.body_read and (reading is None or reading.done()):
+            return None  # the usual case: the whole body was read
         if reading is None:
-            if self.body_read or not _has_body(headers):
+            if not _has_body(headers):
                 return None
             if headers.get("expect") is not None:
                 self.is_held_back = True  # 100-continue: nothing comes unless we ask
@@ -263,6 +240,22 @@ class _Exchange:
             await asyncio.wait({reading}, timeout=DRAIN_IDLE_S)
         reading.add_done_callback(_drop_outcome)  # a broken stream is nothing to report
         return None if reading.done() else reading
+
+
+async def _send_stream(
+    protocol: Any, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+) -> None:
+    """Send a streamed body chunk by chunk until it ends or the client goes away; either way
+    the stream is closed (a generator's `finally` stops its work)."""
+    transport = protocol.response_stream(status, headers)
+    sending = asyncio.create_task(_send_all(transport, chunks))
+    gone = asyncio.create_task(_client_gone(protocol))
+    try:
+        await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (sending, gone):
+            waiter.cancel()
+        await asyncio.gather(sending, gone, return_exceptions=True)
 
 
 async def _client_gone(protocol: Any) -> None:
