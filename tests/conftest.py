@@ -8,8 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lm_models import TinyLm, build_tiny_lm
 
 from maas.config import Settings, load_settings
+from maas.generate.model import CausalLm, LmConfig
+from maas.generate.tokenizer import TextTokenizer
+from maas.runtime.runner import ModelRunner
 
 
 @pytest.fixture
@@ -68,3 +72,29 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def artifacts_dir(tmp_path: Path) -> Path:
     """The folder for content-addressed artifacts."""
     return tmp_path / "artifacts"
+
+
+# The tiny causal LM (onnx.helper, no torch) and what is built on it, once per run: generation
+# engine tests and generative serving tests share them.
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> TinyLm:
+    return build_tiny_lm()
+
+
+@pytest.fixture(scope="session")
+def lm_config(tiny_lm: TinyLm) -> LmConfig:
+    return LmConfig.from_dict(tiny_lm.config)
+
+
+@pytest.fixture(scope="session")
+def causal_lm(tiny_lm: TinyLm, lm_config: LmConfig) -> CausalLm:
+    runner = ModelRunner(tiny_lm.model_bytes, name="tiny:1")
+    runner.load()
+    return CausalLm(runner, lm_config)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_lm: TinyLm, lm_config: LmConfig) -> TextTokenizer:
+    return TextTokenizer(tiny_lm.tokenizer_json, lm_config)

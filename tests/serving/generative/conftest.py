@@ -8,48 +8,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from lm_models import HeldModel, TinyLm, build_tiny_lm
+from lm_models import HeldModel, TinyLm
 from onnx_models import build_classifier
 from prometheus_client import CollectorRegistry
 from served_lm import LM_NAME, Served
 
 from maas.batching.batcher import Batcher
 from maas.batching.policy import BatchPolicy
-from maas.generate.model import CausalLm, LmConfig
+from maas.generate.model import CausalLm
 from maas.generate.scheduler import GenerationLimits, Scheduler
 from maas.generate.text import TextGenerator
 from maas.generate.tokenizer import TextTokenizer
 from maas.metrics.prometheus import ServingMetrics
 from maas.registry.store import Registry
-from maas.runtime.runner import ModelRunner
 from maas.serving.dataplane import DataPlane
 from maas.serving.generative import GenerativeOnly
 from maas.serving.options import ServingConfig
 from maas.serving.repository import LoadedVersion, ModelRepository
 from maas.serving.rest.server import RestServer
 from maas.serving.server import build_data_plane
-
-
-@pytest.fixture(scope="session")
-def tiny_lm() -> TinyLm:
-    return build_tiny_lm()
-
-
-@pytest.fixture(scope="session")
-def lm_config(tiny_lm: TinyLm) -> LmConfig:
-    return LmConfig.from_dict(tiny_lm.config)
-
-
-@pytest.fixture(scope="session")
-def tokenizer(tiny_lm: TinyLm, lm_config: LmConfig) -> TextTokenizer:
-    return TextTokenizer(tiny_lm.tokenizer_json, lm_config)
-
-
-@pytest.fixture(scope="session")
-def causal_lm(tiny_lm: TinyLm, lm_config: LmConfig) -> CausalLm:
-    runner = ModelRunner(tiny_lm.model_bytes, name="reference")
-    runner.load()
-    return CausalLm(runner, lm_config)
 
 
 @pytest.fixture(scope="session")
