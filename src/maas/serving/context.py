@@ -7,12 +7,16 @@ scopes or rewritten client parameters.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from maas.security.acl import Principal
+
+MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
 
 
 @dataclass(slots=True)
@@ -41,3 +45,17 @@ class RequestContext:
     def remaining_s(self) -> float:
         """Seconds left before the deadline (negative once it passed)."""
         return self.deadline_s - time.monotonic()
+
+
+class RequestIds:
+    """Request ids of one server: the client's own when usable (printable ASCII, at most
+    `MAX_REQUEST_ID_CHARS`), else `<random prefix>-<counter>` (cheap, and unique per server)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(4).hex()
+        self._count = itertools.count(1)
+
+    def __call__(self, given: str | None) -> str:
+        if given and len(given) <= MAX_REQUEST_ID_CHARS and given.isprintable() and given.isascii():
+            return given
+        return f"{self._prefix}-{next(self._count)}"

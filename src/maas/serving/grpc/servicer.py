@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
@@ -12,7 +11,7 @@ import grpc
 
 from maas.protocol.proto import grpc_service_pb2 as pb
 from maas.protocol.proto import grpc_service_pb2_grpc as pb_grpc
-from maas.serving.context import RequestContext
+from maas.serving.context import RequestContext, RequestIds
 from maas.serving.grpc.codec import answers_raw, decode_infer_request, encode_infer_response
 from maas.serving.grpc.documents import (
     encode_model_config,
@@ -38,6 +37,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, data_plane: DataPlane) -> None:
         self._data_plane = data_plane
+        self._request_id = RequestIds()
 
     @maps_errors
     async def ServerLive(
@@ -140,7 +140,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         remaining_s = context.time_remaining()
         if remaining_s is not None:
             timeout_s = min(timeout_s, remaining_s)
-        request_id = request.id or uuid.uuid4().hex
+        request_id = self._request_id(request.id)
         infer_request = decode_infer_request(request)
         call = RequestContext.starting_now(request_id, "grpc", timeout_s)
         response = await self._data_plane.infer(infer_request, call)

@@ -9,16 +9,14 @@ arrived by the deadline gets 408 (the client's doing), one not answered by then 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from maas.errors import ErrorCode, MaasError, ResourceExhausted, Unavailable
 from maas.logs import request_id_var
 from maas.serving.admission import Admission
-from maas.serving.context import RequestContext
+from maas.serving.context import RequestContext, RequestIds
 from maas.serving.dataplane import DataPlane
 from maas.serving.rest.compat_sagemaker import sagemaker_target
 from maas.serving.rest.handlers import (
@@ -34,7 +32,6 @@ from maas.serving.rest.routes import RouteTable
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
-MAX_REQUEST_ID_CHARS = 128  # longer client ids are replaced, so logs stay readable
 REQUEST_TIMEOUT_STATUS = 408  # the client did not send its body in time: its mistake, not ours
 # An answer given before the body was read (401, 413, 404...) first reads and drops what the client
 # is still sending, up to these bounds, so the client gets to read the answer instead of a reset;
@@ -85,8 +82,7 @@ class RestApp:
         self._timeout_s = data_plane.config.request_timeout_s
         self._max_in_flight = max_in_flight
         self.in_flight: set[asyncio.Task[Any]] = set()
-        self._id_prefix = os.urandom(4).hex()
-        self._ids = itertools.count(1)
+        self._request_id = RequestIds()
 
     async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
         if scope.proto != "http":
@@ -195,11 +191,6 @@ class RestApp:
         if chunks is None:  # over the limit: what arrived says by how much
             raise self._admission.too_large(exchange.received_bytes, model)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _request_id(self, given: str | None) -> str:
-        if given and len(given) <= MAX_REQUEST_ID_CHARS and given.isprintable() and given.isascii():
-            return given
-        return f"{self._id_prefix}-{next(self._ids)}"
 
 
 class _Exchange:
